@@ -1,0 +1,1 @@
+"""System checks for the ``OPENAI_DJANGO_SESSIONS`` setting."""

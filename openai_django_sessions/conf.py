@@ -1,0 +1,69 @@
+"""The ``OPENAI_DJANGO_SESSIONS`` setting, with its defaults.
+
+```python
+OPENAI_DJANGO_SESSIONS = {
+    "SESSIONS_TABLE": "agent_sessions",  # read once, when models are imported
+    "MESSAGES_TABLE": "agent_messages",  # read once, when models are imported
+    "DATABASE": None,  # an alias from DATABASES; None lets routers decide
+}
+```
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+SETTING_NAME = "OPENAI_DJANGO_SESSIONS"
+DEFAULTS: dict[str, Any] = {
+    "SESSIONS_TABLE": "agent_sessions",
+    "MESSAGES_TABLE": "agent_messages",
+    "DATABASE": None,
+}
+# Plain SQL identifiers only: these names are written into DDL. 50 characters
+# leaves room for the suffixes of index names within every backend's limit.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")
+
+
+def user_settings() -> dict[str, Any]:
+    """The setting as the project wrote it (``{}`` when absent)."""
+    return getattr(settings, SETTING_NAME, None) or {}
+
+
+def get(key: str) -> Any:
+    """One setting's value, falling back to its default."""
+    value = user_settings()
+    if isinstance(value, dict) and key in value:
+        return value[key]
+    return DEFAULTS[key]
+
+
+def validate_table_name(name: object, what: str) -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise.
+
+    Raises ``TypeError`` for a non-string and ``ValueError`` for anything that
+    is not ``[A-Za-z_][A-Za-z0-9_]*`` of at most 50 characters.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+    if not IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} is not a plain SQL identifier "
+            "(letters, digits and underscores, not starting with a digit, "
+            "at most 50 characters)"
+        )
+    return name
+
+
+def sessions_table() -> str:
+    return validate_table_name(get("SESSIONS_TABLE"), f"{SETTING_NAME}['SESSIONS_TABLE']")
+
+
+def messages_table() -> str:
+    return validate_table_name(get("MESSAGES_TABLE"), f"{SETTING_NAME}['MESSAGES_TABLE']")
+
+
+def database() -> str | None:
+    return get("DATABASE")

@@ -1,0 +1,18 @@
+"""Signals sent after a change to a session is committed.
+
+Each is sent with ``sender`` the ``DjangoSession`` class and keyword arguments
+``session_id`` and ``using`` (the database alias), plus:
+
+- ``session_items_added``: ``items``, the list of items that were stored.
+- ``session_item_popped``: ``item``, the item that was removed.
+- ``session_cleared``: nothing more.
+
+Receivers run after the commit, in the thread that did the write, through
+``send_robust``: a receiver that raises is logged and never undoes the write.
+"""
+
+from django.dispatch import Signal
+
+session_items_added = Signal()
+session_item_popped = Signal()
+session_cleared = Signal()

@@ -1,0 +1,103 @@
+"""Which models serve a pair of table names, and creating their tables on demand.
+
+The default names are served by the migrated models of ``models.py``. Other
+names (``DjangoSession(sessions_table=..., messages_table=...)``) get models
+built from the same abstract bases, registered in a private registry so that
+``makemigrations`` never sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from django.apps.registry import Apps
+from django.db import DatabaseError, connections, models
+
+from . import conf
+from .models import AbstractAgentMessage, AbstractAgentSession, AgentMessage, AgentSession
+
+ModelPair = tuple[type[AbstractAgentSession], type[AbstractAgentMessage]]
+
+_private_apps = Apps()
+_custom: dict[tuple[str, str], ModelPair] = {}
+_created: set[tuple[str, str, str]] = set()
+_lock = threading.Lock()
+
+
+def models_for(sessions_table: str | None, messages_table: str | None) -> ModelPair:
+    """The (session, message) models whose tables carry these names.
+
+    ``None`` means the name from settings. Raises ``ValueError`` for a name
+    that is not a plain SQL identifier.
+    """
+    sessions = (
+        conf.sessions_table()
+        if sessions_table is None
+        else conf.validate_table_name(sessions_table, "sessions_table")
+    )
+    messages = (
+        conf.messages_table()
+        if messages_table is None
+        else conf.validate_table_name(messages_table, "messages_table")
+    )
+    if (sessions, messages) == (AgentSession._meta.db_table, AgentMessage._meta.db_table):
+        return AgentSession, AgentMessage
+    with _lock:
+        if (sessions, messages) not in _custom:
+            _custom[(sessions, messages)] = _build_models(sessions, messages)
+        return _custom[(sessions, messages)]
+
+
+def _build_models(sessions_table: str, messages_table: str) -> ModelPair:
+    digest = hashlib.sha1(f"{sessions_table}.{messages_table}".encode()).hexdigest()[:10]
+    meta = {"app_label": "openai_django_sessions", "apps": _private_apps}
+    session_model = type(
+        f"AgentSession_{digest}",
+        (AbstractAgentSession,),
+        {"__module__": __name__, "Meta": type("Meta", (), {**meta, "db_table": sessions_table})},
+    )
+    message_meta = {
+        **meta,
+        "db_table": messages_table,
+        "indexes": [models.Index(fields=["session", "id"], name=f"agent_msg_{digest}_idx")],
+    }
+    message_model = type(
+        f"AgentMessage_{digest}",
+        (AbstractAgentMessage,),
+        {
+            "__module__": __name__,
+            "Meta": type("Meta", (), message_meta),
+            "session": models.ForeignKey(
+                session_model, on_delete=models.CASCADE, related_name="messages"
+            ),
+        },
+    )
+    return session_model, message_model
+
+
+def ensure_tables(alias: str, pair: ModelPair) -> None:
+    """Create the tables of ``pair`` on ``alias`` unless they exist; once per process.
+
+    Safe under concurrent first use: a creation that fails because another
+    thread or process created the table first is accepted after checking that
+    the table now exists; any other error is raised.
+    """
+    key = (alias, pair[0]._meta.db_table, pair[1]._meta.db_table)
+    if key in _created:
+        return
+    with _lock:
+        if key in _created:
+            return
+        connection = connections[alias]
+        for model in pair:
+            table = model._meta.db_table
+            if table in connection.introspection.table_names():
+                continue
+            try:
+                with connection.schema_editor() as editor:
+                    editor.create_model(model)
+            except DatabaseError:
+                if table not in connection.introspection.table_names():
+                    raise
+        _created.add(key)

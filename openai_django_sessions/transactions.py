@@ -1,0 +1,98 @@
+"""Run one session operation against one database, retrying what is safe to retry.
+
+Every operation of ``DjangoSession`` is a short sync function run in a single
+``sync_to_async`` hop. This module gives those functions the two guarantees the
+SDK's own backends give: lock contention is waited out rather than raised, and a
+connection the server has dropped is replaced instead of failing every call made
+on it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import DatabaseError, connections, transaction
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 12
+# MySQL/MariaDB: deadlock found, lock wait timeout exceeded.
+MYSQL_CONTENTION = {1213, 1205}
+# PostgreSQL: serialization failure, deadlock detected.
+POSTGRES_CONTENTION = {"40001", "40P01"}
+
+
+def is_contention(exc: DatabaseError) -> bool:
+    """True when the database aborted the transaction because of another one.
+
+    The transaction was rolled back as a whole, so running it again is safe.
+    """
+    cause = exc.__cause__
+    message = str(exc).lower()
+    if "database is locked" in message or "database table is locked" in message:
+        return True
+    if getattr(cause, "sqlstate", None) in POSTGRES_CONTENTION:
+        return True
+    args = getattr(cause, "args", ())
+    return bool(args) and args[0] in MYSQL_CONTENTION
+
+
+def connection_lost(alias: str) -> bool:
+    """True when this thread's connection to ``alias`` can no longer be used."""
+    conn = connections[alias]
+    return conn.connection is None or not conn.is_usable()
+
+
+def discard_connection(alias: str) -> None:
+    """Close this thread's connection so that the next query opens a new one."""
+    with contextlib.suppress(DatabaseError):
+        connections[alias].close()
+
+
+def backoff(attempt: int) -> None:
+    # Jitter keeps writers that collided from colliding again in lockstep.
+    time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.25)))
+
+
+def run(alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
+    """Run ``func`` on ``alias`` (in a transaction when ``atomic``) and return its result.
+
+    - Contention (SQLite "database is locked", InnoDB deadlocks and lock wait
+      timeouts, PostgreSQL serialization failures) rolls the transaction back;
+      it is retried with backoff, up to ``MAX_ATTEMPTS`` times.
+    - A dropped connection is closed and the work retried once on a new one,
+      unless the commit itself was under way: then whether it landed is unknown,
+      so the error is raised rather than risking a second write, and the
+      connection is still replaced for the next call.
+    - Inside a transaction the caller opened, ``func`` runs in a savepoint and
+      nothing is retried: the caller's transaction decides.
+    """
+    if connections[alias].in_atomic_block:
+        with transaction.atomic(using=alias):
+            return func()
+    reconnected = False
+    attempt = 0
+    while True:
+        committing = False
+        try:
+            if not atomic:
+                return func()
+            with transaction.atomic(using=alias):
+                result = func()
+                committing = True
+            return result
+        except DatabaseError as exc:
+            attempt += 1
+            if is_contention(exc) and attempt < MAX_ATTEMPTS:
+                backoff(attempt)
+                continue
+            if reconnected or not connection_lost(alias):
+                raise
+            discard_connection(alias)
+            if committing:
+                raise
+            reconnected = True

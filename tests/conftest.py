@@ -1,0 +1,71 @@
+"""Shared fixtures. ``TEST_DB`` (sqlite, postgres, mysql) picks the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+from django.db import close_old_connections, connection, connections
+
+from tests.settings import TEST_DB
+
+T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "server_db: needs a database server (PostgreSQL or MariaDB), not SQLite"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Behaviour that only a server has (connections the server drops) is not
+    # run against SQLite: it is deselected there, and runs on the other two.
+    if TEST_DB != "sqlite":
+        return
+    kept = [item for item in items if item.get_closest_marker("server_db") is None]
+    deselected = [item for item in items if item.get_closest_marker("server_db") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+@pytest.fixture(autouse=True)
+def _close_worker_connections() -> Iterator[None]:
+    """Close the connection that sync_to_async's shared worker thread opened.
+
+    Otherwise it outlives the test database and PostgreSQL refuses to drop it.
+    """
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+async def in_request(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` as Django's ASGI handler runs a request.
+
+    Its own ``ThreadSensitiveContext`` (so its ORM calls get a thread and a
+    connection of their own) and ``close_old_connections`` at the end, as the
+    ``request_finished`` signal does.
+    """
+    async with ThreadSensitiveContext():
+        try:
+            return await work()
+        finally:
+            await sync_to_async(close_old_connections)()
+
+
+async def in_requests(*works: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run each of ``works`` in its own concurrent request."""
+    return await asyncio.gather(*(in_request(work) for work in works))
+
+
+@pytest.fixture
+def vendor() -> str:
+    return connection.vendor
+
+
+async def count_rows(model: Any, **filters: Any) -> int:
+    return await model.objects.filter(**filters).acount()

@@ -1,0 +1,75 @@
+"""Test settings: ``TEST_DB`` picks the database (sqlite, postgres or mysql)."""
+
+import os
+
+TEST_DB = os.environ.get("TEST_DB", "sqlite")
+
+_DATABASES = {
+    "sqlite": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SQLITE_NAME", "openai_django_sessions_test.sqlite3"),
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL;",
+        },
+        "TEST": {"NAME": os.environ.get("SQLITE_TEST_NAME", "openai_django_sessions_test.sqlite3")},
+    },
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "openai_django_sessions",
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+    },
+    "mysql": {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "openai_django_sessions",
+        "USER": os.environ.get("MYSQL_USER", "root"),
+        "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+        "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("MYSQL_PORT", "3306"),
+        "OPTIONS": {"charset": "utf8mb4"},
+        "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+    },
+}
+
+
+def _second(config: dict) -> dict:
+    """The same server under another database name, for routing tests."""
+    other = {**config, "NAME": f"{config['NAME']}_other"}
+    other["TEST"] = {**config.get("TEST", {}), "NAME": f"{config.get('TEST', {}).get('NAME', 'test_' + config['NAME'])}_other"}
+    return other
+
+
+DATABASES = {"default": _DATABASES[TEST_DB], "other": _second(_DATABASES[TEST_DB])}
+SECRET_KEY = "tests-only"
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "openai_django_sessions",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
