@@ -3,28 +3,30 @@
 import os
 
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
+# Distinct names let several test runs share one server at once.
+NAME = os.environ.get("TEST_DB_NAME", "openai_django_sessions")
 
 _DATABASES = {
     "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("SQLITE_NAME", "openai_django_sessions_test.sqlite3"),
+        "NAME": f"{NAME}.sqlite3",
         "OPTIONS": {
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL;",
         },
-        "TEST": {"NAME": os.environ.get("SQLITE_TEST_NAME", "openai_django_sessions_test.sqlite3")},
+        "TEST": {"NAME": f"test_{NAME}.sqlite3"},
     },
     "postgres": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": "openai_django_sessions",
+        "NAME": NAME,
         "USER": os.environ.get("PGUSER", "postgres"),
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
     },
     "mysql": {
         "ENGINE": "django.db.backends.mysql",
-        "NAME": "openai_django_sessions",
+        "NAME": NAME,
         "USER": os.environ.get("MYSQL_USER", "root"),
         "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
         "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
