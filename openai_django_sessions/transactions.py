@@ -24,6 +24,10 @@ MAX_ATTEMPTS = 12
 MYSQL_CONTENTION = {1213, 1205}
 # PostgreSQL: serialization failure, deadlock detected.
 POSTGRES_CONTENTION = {"40001", "40P01"}
+# MySQL/MariaDB: server gone away, lost connection, connection killed, inactivity timeout.
+MYSQL_LOST = {2006, 2013, 2055, 1927, 4031}
+# PostgreSQL: connection exceptions and the server shutting the session down.
+POSTGRES_LOST = ("08", "57P")
 
 
 def is_contention(exc: DatabaseError) -> bool:
@@ -41,8 +45,15 @@ def is_contention(exc: DatabaseError) -> bool:
     return bool(args) and args[0] in MYSQL_CONTENTION
 
 
-def connection_lost(alias: str) -> bool:
-    """True when this thread's connection to ``alias`` can no longer be used."""
+def connection_lost(alias: str, exc: DatabaseError) -> bool:
+    """True when ``exc`` means this thread's connection to ``alias`` is gone."""
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate and sqlstate.startswith(POSTGRES_LOST):
+        return True
+    args = getattr(cause, "args", ())
+    if args and args[0] in MYSQL_LOST:
+        return True
     conn = connections[alias]
     return conn.connection is None or not conn.is_usable()
 
@@ -90,7 +101,7 @@ def run(alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
             if is_contention(exc) and attempt < MAX_ATTEMPTS:
                 backoff(attempt)
                 continue
-            if reconnected or not connection_lost(alias):
+            if reconnected or not connection_lost(alias, exc):
                 raise
             discard_connection(alias)
             if committing:
