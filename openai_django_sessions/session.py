@@ -25,7 +25,7 @@ from .items import check_items
 T = TypeVar("T")
 
 
-async def _finish(awaitable: Awaitable[T]) -> T:
+async def _finish[T](awaitable: Awaitable[T]) -> T:
     """Await a write to its end even if the caller is cancelled meanwhile.
 
     The write runs in a worker thread that cancellation cannot stop; waiting for
@@ -168,7 +168,9 @@ class DjangoSession(SessionABC):
         rows = self.message_model.objects.using(alias).filter(session__session_id=self.session_id)
         if limit is None:
             return transactions.run(
-                alias, lambda: list(rows.order_by("id").values_list("data", flat=True)), atomic=False
+                alias,
+                lambda: list(rows.order_by("id").values_list("data", flat=True)),
+                atomic=False,
             )
         newest = transactions.run(
             alias,

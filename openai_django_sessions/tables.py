@@ -13,6 +13,7 @@ import threading
 
 from django.apps.registry import Apps
 from django.db import DatabaseError, connections, models
+from django.db.migrations.executor import MigrationExecutor
 
 from . import conf
 from .models import AbstractAgentMessage, AbstractAgentSession, AgentMessage, AgentSession
@@ -79,9 +80,12 @@ def _build_models(sessions_table: str, messages_table: str) -> ModelPair:
 def ensure_tables(alias: str, pair: ModelPair) -> None:
     """Create the tables of ``pair`` on ``alias`` unless they exist; once per process.
 
+    The migrated models get this app's migrations applied (recorded, so a later
+    ``migrate`` has nothing to do; tables that already exist are adopted as
+    ``--fake-initial`` would). Other table names are created from their models.
     Safe under concurrent first use: a creation that fails because another
-    thread or process created the table first is accepted after checking that
-    the table now exists; any other error is raised.
+    thread or process got there first is accepted once the work is seen done;
+    any other error is raised.
     """
     key = (alias, pair[0]._meta.db_table, pair[1]._meta.db_table)
     if key in _created:
@@ -89,15 +93,42 @@ def ensure_tables(alias: str, pair: ModelPair) -> None:
     with _lock:
         if key in _created:
             return
-        connection = connections[alias]
-        for model in pair:
-            table = model._meta.db_table
-            if table in connection.introspection.table_names():
-                continue
-            try:
-                with connection.schema_editor() as editor:
-                    editor.create_model(model)
-            except DatabaseError:
-                if table not in connection.introspection.table_names():
-                    raise
+        if pair == (AgentSession, AgentMessage):
+            _apply_migrations(alias)
+        else:
+            for model in pair:
+                _create_table(alias, model)
         _created.add(key)
+
+
+def _apply_migrations(alias: str) -> None:
+    def pending() -> tuple[MigrationExecutor, list[tuple[str, str]], list]:
+        executor = MigrationExecutor(connections[alias])
+        targets = [
+            node
+            for node in executor.loader.graph.leaf_nodes()
+            if node[0] == AgentSession._meta.app_label
+        ]
+        return executor, targets, executor.migration_plan(targets)
+
+    executor, targets, plan = pending()
+    if not plan:
+        return
+    try:
+        executor.migrate(targets, plan=plan, fake_initial=True)
+    except DatabaseError:
+        if pending()[2]:
+            raise
+
+
+def _create_table(alias: str, model: type[models.Model]) -> None:
+    connection = connections[alias]
+    table = model._meta.db_table
+    if table in connection.introspection.table_names():
+        return
+    try:
+        with connection.schema_editor() as editor:
+            editor.create_model(model)
+    except DatabaseError:
+        if table not in connection.introspection.table_names():
+            raise

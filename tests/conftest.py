@@ -7,10 +7,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from agents import set_tracing_disabled
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections, connection, connections
 
 from tests.settings import TEST_DB
+
+# The tests run offline: nothing is exported to OpenAI's tracing service.
+set_tracing_disabled(True)
 
 T = TypeVar("T")
 
@@ -43,7 +47,7 @@ def _close_worker_connections() -> Iterator[None]:
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
-async def in_request(work: Callable[[], Awaitable[T]]) -> T:
+async def in_request[T](work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` as Django's ASGI handler runs a request.
 
     Its own ``ThreadSensitiveContext`` (so its ORM calls get a thread and a

@@ -40,7 +40,10 @@ _DATABASES = {
 def _second(config: dict) -> dict:
     """The same server under another database name, for routing tests."""
     other = {**config, "NAME": f"{config['NAME']}_other"}
-    other["TEST"] = {**config.get("TEST", {}), "NAME": f"{config.get('TEST', {}).get('NAME', 'test_' + config['NAME'])}_other"}
+    other["TEST"] = {
+        **config.get("TEST", {}),
+        "NAME": f"{config.get('TEST', {}).get('NAME', 'test_' + config['NAME'])}_other",
+    }
     return other
 
 

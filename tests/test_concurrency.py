@@ -39,9 +39,8 @@ async def test_concurrent_writers_on_one_new_session_lose_nothing(rounds):
     # writer races to create its row (InnoDB deadlocks, SQLite lock errors).
     for round_number in range(rounds):
         session_id = f"shared-{round_number}"
-        await in_requests(
-            *(lambda w=w: write_batches(session_id, w) for w in range(WRITERS))
-        )
+        writers = [lambda w=w, sid=session_id: write_batches(sid, w) for w in range(WRITERS)]
+        await in_requests(*writers)
         stored = await DjangoSession(session_id).get_items()
         assert await AgentSession.objects.filter(session_id=session_id).acount() == 1
         assert len(stored) == WRITERS * BATCHES * BATCH_SIZE
@@ -187,7 +186,9 @@ async def test_cancelled_clear_session_clears_everything():
 
 
 def server_connection_id() -> int:
-    query = "SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT CONNECTION_ID()"
+    query = (
+        "SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT CONNECTION_ID()"
+    )
     with connection.cursor() as cursor:
         cursor.execute(query)
         return int(cursor.fetchone()[0])
