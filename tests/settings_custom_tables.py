@@ -1,0 +1,10 @@
+"""The test settings with both table names changed, for a fresh process."""
+
+import os
+
+from tests.settings import *  # noqa: F403
+
+DATABASES = {  # a throwaway SQLite file named by the test
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["CUSTOM_TABLES_DB"]}
+}
+OPENAI_DJANGO_SESSIONS = {"SESSIONS_TABLE": "chat_threads", "MESSAGES_TABLE": "chat_items"}
