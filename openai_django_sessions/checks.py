@@ -1,1 +1,149 @@
-"""System checks for the ``OPENAI_DJANGO_SESSIONS`` setting."""
+"""System checks for the ``OPENAI_DJANGO_SESSIONS`` setting and the sessions' database.
+
+=================================  =========================================================
+``openai_django_sessions.E001``    the setting is not a dict
+``openai_django_sessions.E002``    the setting has a key this app does not know
+``openai_django_sessions.E003``    a key has a value of the wrong type
+``openai_django_sessions.E004``    a table name is not a plain SQL identifier
+``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
+``openai_django_sessions.E006``    both table names are the same
+``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
+=================================  =========================================================
+
+W001 needs a connection, so it is a database check: ``manage.py check
+--database ALIAS`` and ``migrate`` run it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from . import conf
+
+ID = "openai_django_sessions"
+TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE")
+TYPES: dict[str, tuple[type, ...]] = {
+    "SESSIONS_TABLE": (str,),
+    "MESSAGES_TABLE": (str,),
+    "DATABASE": (str, type(None)),
+}
+
+
+@register()
+def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E001 to E006: the setting's shape, types, table names and database alias."""
+    value = conf.user_settings()
+    name = conf.SETTING_NAME
+    if not isinstance(value, dict):
+        return [
+            Error(
+                f"{name} must be a dict, not {type(value).__name__}.",
+                hint=f"For example {name} = {{'DATABASE': 'default'}}.",
+                id=f"{ID}.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for key in value:
+        if key not in conf.DEFAULTS:
+            close = difflib.get_close_matches(str(key), conf.DEFAULTS, n=1)
+            errors.append(
+                Error(
+                    f"{name} has an unknown key {key!r}.",
+                    hint=(f"Did you mean {close[0]!r}? " if close else "")
+                    + f"Valid keys: {', '.join(conf.DEFAULTS)}.",
+                    id=f"{ID}.E002",
+                )
+            )
+    for key, types in TYPES.items():
+        if key in value and not isinstance(value[key], types):
+            expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            errors.append(
+                Error(
+                    f"{name}[{key!r}] must be {expected}, not {type(value[key]).__name__}.",
+                    id=f"{ID}.E003",
+                )
+            )
+    tables = {key: value.get(key, conf.DEFAULTS[key]) for key in TABLE_KEYS}
+    for key, table in tables.items():
+        if isinstance(table, str) and not conf.IDENTIFIER.fullmatch(table):
+            errors.append(
+                Error(
+                    f"{name}[{key!r}] = {table!r} is not a valid table name.",
+                    hint="Use letters, digits and underscores, not starting with a digit, "
+                    "at most 50 characters: the name is written into SQL as it is.",
+                    id=f"{ID}.E004",
+                )
+            )
+    if tables["SESSIONS_TABLE"] == tables["MESSAGES_TABLE"]:
+        errors.append(
+            Error(
+                f"{name}['SESSIONS_TABLE'] and ['MESSAGES_TABLE'] are both "
+                f"{tables['SESSIONS_TABLE']!r}.",
+                hint="Sessions and messages need a table each; give them different names.",
+                id=f"{ID}.E006",
+            )
+        )
+    alias = value.get("DATABASE")
+    if isinstance(alias, str) and alias not in connections:
+        errors.append(
+            Error(
+                f"{name}['DATABASE'] is {alias!r}, which is not an alias in DATABASES.",
+                hint=f"Use one of {', '.join(map(repr, connections))}, or None to let "
+                "the database routers decide.",
+                id=f"{ID}.E005",
+            )
+        )
+    return errors
+
+
+@register(Tags.database)
+def check_sqlite_wal(
+    app_configs: Iterable[Any] | None = None,
+    databases: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W001, for the alias the sessions are stored on, if it is among ``databases``."""
+    alias = _sessions_alias()
+    if alias is None or alias not in (databases or ()):
+        return []
+    return sqlite_wal_warnings(connections[alias])
+
+
+def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
+    """W001 if ``connection`` is a SQLite file database whose journal mode is not WAL."""
+    if connection.vendor != "sqlite" or connection.is_in_memory_db():
+        return []
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            mode = str(cursor.fetchone()[0]).lower()
+    except DatabaseError:
+        return []  # an unreachable database is reported by Django's own checks
+    if mode == "wal":
+        return []
+    return [
+        Warning(
+            f"The SQLite database {connection.alias!r}, which stores agent sessions, "
+            f"uses journal_mode={mode}, not WAL.",
+            hint="Without WAL a writer blocks every reader and a reader blocks the writer, "
+            "so concurrent agent runs fail with 'database is locked'. Add "
+            '"init_command": "PRAGMA journal_mode=WAL;" (and "transaction_mode": '
+            '"IMMEDIATE") to this database\'s OPTIONS.',
+            id=f"{ID}.W001",
+        )
+    ]
+
+
+def _sessions_alias() -> str | None:
+    configured = conf.get("DATABASE") if isinstance(conf.user_settings(), dict) else None
+    if configured is not None:
+        return configured if isinstance(configured, str) and configured in connections else None
+    from .models import AgentSession  # models are ready by the time checks run
+
+    return router.db_for_write(AgentSession)

@@ -1,0 +1,91 @@
+"""Reading a stored item at a glance: what it is, what it says, which tool it calls.
+
+Used by the admin's conversation view and by ``agent_sessions show``. Items are
+the SDK's Responses API input items; anything unrecognised still gets a kind
+(its ``role`` or ``type``) and whatever text it carries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item, flattened for display. Fields that do not apply are ``""``."""
+
+    kind: str
+    text: str = ""
+    tool: str = ""
+    arguments: str = ""
+    output: str = ""
+    call_id: str = ""
+
+
+def describe(item: object) -> ItemView:
+    """Flatten ``item`` into an ``ItemView``; never raises, whatever its shape."""
+    if not isinstance(item, dict):
+        return ItemView(kind="item", text=_to_text(item))
+    item_type = item.get("type")
+    role = item.get("role")
+    if role and item_type in (None, "message"):
+        return ItemView(kind=str(role), text=_content_text(item.get("content")))
+    kind = str(item_type or role or "item")
+    tool = item.get("name") or item.get("server_label") or ""
+    if not tool and kind.endswith("_call"):
+        tool = kind.removesuffix("_call")
+    arguments = next(
+        (item[key] for key in ("arguments", "input", "action", "queries") if key in item), ""
+    )
+    text = _content_text(item.get("content")) or _summary_text(item.get("summary"))
+    return ItemView(
+        kind=kind,
+        text=text,
+        tool=str(tool),
+        arguments=_to_text(arguments),
+        output=_content_text(item.get("output")),
+        call_id=str(item.get("call_id") or ""),
+    )
+
+
+def pretty_json(item: object) -> str:
+    """``item`` as indented JSON, non-ASCII characters kept readable."""
+    return json.dumps(item, indent=2, ensure_ascii=False, default=repr)
+
+
+def _to_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def _content_text(content: object) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        return _to_text(content)
+    return "\n".join(text for text in (_part_text(part) for part in content) if text)
+
+
+def _part_text(part: object) -> str:
+    if not isinstance(part, dict):
+        return _to_text(part)
+    part_type = str(part.get("type") or "")
+    if "text" in part:
+        return _to_text(part["text"])
+    if "refusal" in part:
+        return f"[refusal] {_to_text(part['refusal'])}"
+    if part_type.endswith("image"):
+        return "[image]"
+    if part_type.endswith("file"):
+        return f"[file: {part.get('filename') or part.get('file_id') or 'attached'}]"
+    if part_type.endswith("audio"):
+        return "[audio]"
+    return _to_text(part)
+
+
+def _summary_text(summary: object) -> str:
+    return _content_text(summary) if isinstance(summary, list) else ""

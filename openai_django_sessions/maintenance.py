@@ -1,0 +1,127 @@
+"""Finding, listing and pruning stored sessions: the work behind ``agent_sessions``.
+
+Everything here works on the migrated models (``AgentSession``/``AgentMessage``)
+on one database alias, and writes through ``transactions.run`` so that lock
+contention is waited out as it is for ``DjangoSession``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import router
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from . import conf, transactions
+from .models import AgentMessage, AgentSession
+
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30d"``, ``"12h"``, ``"1w2d"``… as a ``timedelta``.
+
+    Units: ``s`` seconds, ``m`` minutes, ``h`` hours, ``d`` days, ``w`` weeks.
+    Raises ``ValueError`` with a readable message for anything else, and for a
+    zero duration (which would select every session).
+    """
+    compact = text.strip().lower().replace(" ", "")
+    parts = _DURATION_PART.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit, such as 30d, 12h or 1w2d "
+            "(units: s, m, h, d, w)"
+        )
+    duration = timedelta()
+    for number, unit in parts:
+        duration += timedelta(**{_UNITS[unit]: int(number)})
+    if duration <= timedelta(0):
+        raise ValueError(f"{text!r} is zero; give a duration longer than that")
+    return duration
+
+
+def default_alias(*, write: bool) -> str:
+    """The alias sessions live on: ``OPENAI_DJANGO_SESSIONS["DATABASE"]``, else the routers."""
+    configured = conf.database()
+    if configured:
+        return str(configured)
+    route = router.db_for_write if write else router.db_for_read
+    return route(AgentSession)
+
+
+def sessions(
+    using: str,
+    *,
+    inactive_for: timedelta | None = None,
+    search: str | None = None,
+) -> QuerySet[AgentSession]:
+    """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
+
+    ``inactive_for`` keeps those whose last activity is older than that;
+    ``search`` those whose id contains the text (case-insensitive).
+    """
+    queryset = AgentSession.objects.using(using).annotate(message_count=Count("messages"))
+    if inactive_for is not None:
+        queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
+    if search:
+        queryset = queryset.filter(session_id__icontains=search)
+    return queryset.order_by("-updated_at", "-pk")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    sessions: int
+    messages: int
+
+
+def prune(
+    using: str,
+    *,
+    inactive_for: timedelta,
+    batch_size: int = 500,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Delete the sessions (and their messages) with no activity for ``inactive_for``.
+
+    Works ``batch_size`` sessions per transaction, so a large prune never holds
+    locks for long. A session written to while the prune runs is kept: each
+    batch locks its rows and checks their last activity again before deleting.
+    With ``dry_run`` nothing is deleted and the counts say what would have been.
+    """
+    cutoff = timezone.now() - inactive_for
+    stale = AgentSession.objects.using(using).filter(updated_at__lt=cutoff)
+    if dry_run:
+        return PruneResult(
+            sessions=stale.count(),
+            messages=AgentMessage.objects.using(using).filter(session__in=stale).count(),
+        )
+    total = PruneResult(sessions=0, messages=0)
+    while True:
+        batch = list(stale.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return total
+        deleted = transactions.run(using, lambda batch=batch: _delete_batch(using, batch, cutoff))
+        total = PruneResult(
+            sessions=total.sessions + deleted.sessions,
+            messages=total.messages + deleted.messages,
+        )
+
+
+def _delete_batch(using: str, pks: list[int], cutoff: datetime) -> PruneResult:
+    rows = AgentSession.objects.using(using)
+    locked = list(
+        rows.select_for_update()
+        .filter(pk__in=pks, updated_at__lt=cutoff)
+        .values_list("pk", flat=True)
+    )
+    if not locked:
+        return PruneResult(sessions=0, messages=0)
+    _, per_model = rows.filter(pk__in=locked).delete()
+    return PruneResult(
+        sessions=per_model.get(AgentSession._meta.label, 0),
+        messages=per_model.get(AgentMessage._meta.label, 0),
+    )

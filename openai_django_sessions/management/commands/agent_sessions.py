@@ -1,0 +1,465 @@
+"""``manage.py agent_sessions``: list, show, export, import and prune stored sessions.
+
+The command parses and reports; the work is in ``maintenance`` and ``transfer``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from argparse import ArgumentTypeError
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.db import connections
+from django.utils import timezone
+
+from ... import display, maintenance, transfer
+from ...models import AgentMessage, AgentSession
+
+
+class Command(BaseCommand):
+    help = "Inspect and maintain stored agent sessions: list, show, export, import, prune."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(
+            dest="subcommand", metavar="SUBCOMMAND", required=True, title="subcommands"
+        )
+
+        listing = commands.add_parser(
+            "list", help="List sessions with their message counts and timestamps."
+        )
+        listing.add_argument(
+            "--inactive-for",
+            metavar="DURATION",
+            type=_duration,
+            help="Only sessions with no activity for this long (30d, 12h, 1w2d).",
+        )
+        listing.add_argument("--search", metavar="TEXT", help="Only session ids containing TEXT.")
+        listing.add_argument(
+            "--json", dest="as_json", action="store_true", help="Print a JSON array."
+        )
+
+        show = commands.add_parser("show", help="Print one session's conversation.")
+        show.add_argument("session_id", metavar="SESSION_ID")
+        show.add_argument(
+            "--json", dest="as_json", action="store_true", help="Print the items as a JSON array."
+        )
+        show.add_argument(
+            "--limit", metavar="N", type=_positive_int, help="Only the N most recent items."
+        )
+
+        export = commands.add_parser(
+            "export", help="Write sessions as JSON Lines, one session per line."
+        )
+        export.add_argument(
+            "session_ids", metavar="SESSION_ID", nargs="*", help="Sessions to export (all if none)."
+        )
+        export.add_argument(
+            "--output", "-o", metavar="FILE", help="Write to FILE instead of standard output."
+        )
+        export.add_argument(
+            "--batch-size", type=_positive_int, default=1000, help="Rows read per query."
+        )
+
+        importing = commands.add_parser(
+            "import",
+            help="Read sessions from a JSON Lines export, or from an SDK SQLite database.",
+        )
+        source = importing.add_mutually_exclusive_group(required=True)
+        source.add_argument(
+            "file", metavar="FILE", nargs="?", help="A JSON Lines file ('-' for standard input)."
+        )
+        source.add_argument(
+            "--from-sqlite",
+            metavar="PATH",
+            help="A database written by the SDK's SQLiteSession or SQLAlchemySession.",
+        )
+        importing.add_argument(
+            "--sessions-table",
+            default="agent_sessions",
+            help="With --from-sqlite: the sessions table (default: agent_sessions).",
+        )
+        importing.add_argument(
+            "--messages-table",
+            default="agent_messages",
+            help="With --from-sqlite: the messages table (default: agent_messages).",
+        )
+        existing = importing.add_mutually_exclusive_group()
+        existing.add_argument(
+            "--replace",
+            action="store_true",
+            help="Replace sessions whose id already exists.",
+        )
+        existing.add_argument(
+            "--skip-existing",
+            action="store_true",
+            help="Keep sessions whose id already exists and import the others.",
+        )
+        importing.add_argument(
+            "--batch-size", type=_positive_int, default=1000, help="Rows written per query."
+        )
+
+        prune = commands.add_parser(
+            "prune", help="Delete sessions with no activity for a given time."
+        )
+        prune.add_argument(
+            "--inactive-for",
+            metavar="DURATION",
+            type=_duration,
+            required=True,
+            help="Delete sessions with no activity for this long (30d, 12h, 1w2d).",
+        )
+        prune.add_argument(
+            "--dry-run", action="store_true", help="Print what would be deleted; delete nothing."
+        )
+        prune.add_argument(
+            "--batch-size",
+            type=_positive_int,
+            default=500,
+            help="Sessions deleted per transaction.",
+        )
+
+        for sub in (listing, show, export, importing, prune):
+            sub.add_argument(
+                "--database",
+                metavar="ALIAS",
+                help="The database alias to use (default: OPENAI_DJANGO_SESSIONS['DATABASE'], "
+                "else the database routers).",
+            )
+
+    def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        write = subcommand in ("import", "prune")
+        alias = options["database"] or maintenance.default_alias(write=write)
+        if alias not in connections:
+            raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
+        handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
+        handler(alias, **options)
+
+    # -- subcommands ---------------------------------------------------------------
+
+    def handle_list(
+        self,
+        alias: str,
+        *,
+        inactive_for: timedelta | None,
+        search: str | None,
+        as_json: bool,
+        **options: Any,
+    ) -> None:
+        rows = maintenance.sessions(alias, inactive_for=inactive_for, search=search).iterator()
+        if as_json:
+            self._write_json_array(
+                {
+                    "session_id": s.session_id,
+                    "messages": s.message_count,
+                    "created_at": s.created_at.isoformat(),
+                    "updated_at": s.updated_at.isoformat(),
+                }
+                for s in rows
+            )
+            return
+        count = 0
+        for session in rows:
+            if not count:
+                self.stdout.write(
+                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  LAST ACTIVITY"
+                )
+            self.stdout.write(
+                f"{session.session_id:<36}  {session.message_count:>8}  "
+                f"{_when(session.created_at):<23}  {_when(session.updated_at)}"
+            )
+            count += 1
+        self.stdout.write(f"{count} session(s)." if count else "No sessions.")
+
+    def handle_show(
+        self, alias: str, *, session_id: str, as_json: bool, limit: int | None, **options: Any
+    ) -> None:
+        session = AgentSession.objects.using(alias).filter(session_id=session_id).first()
+        if session is None:
+            raise CommandError(f"No session {session_id!r} in database {alias!r}.")
+        rows = AgentMessage.objects.using(alias).filter(session=session)
+        total = rows.count()
+        newest_first = rows.order_by("-pk").values_list("data", flat=True)
+        items = list(newest_first[:limit] if limit is not None else newest_first)
+        items.reverse()
+        if as_json:
+            self._write_json_array(items)
+            return
+        shown = f", showing the last {len(items)}" if len(items) < total else ""
+        self.stdout.write(
+            f"Session {session.session_id!r}: {total} item(s){shown}; "
+            f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
+        )
+        for position, item in enumerate(items, start=total - len(items) + 1):
+            self.stdout.write("")
+            self.stdout.write(_render(position, display.describe(item)))
+
+    def handle_export(
+        self,
+        alias: str,
+        *,
+        session_ids: list[str],
+        output: str | None,
+        batch_size: int,
+        **options: Any,
+    ) -> None:
+        chosen = session_ids or None
+        progress = self._progress(transfer.count_sessions(alias, chosen), options["verbosity"])
+        try:
+            if output is None or output == "-":
+                result = transfer.export_sessions(
+                    _Raw(self.stdout),
+                    using=alias,
+                    session_ids=chosen,
+                    batch_size=batch_size,
+                    on_session=progress,
+                )
+            else:
+                with _replacing(Path(output)) as stream:
+                    result = transfer.export_sessions(
+                        stream,
+                        using=alias,
+                        session_ids=chosen,
+                        batch_size=batch_size,
+                        on_session=progress,
+                    )
+        except transfer.TransferError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            progress.finish()
+        if output and output != "-" and options["verbosity"] >= 1:
+            self.stdout.write(
+                f"Exported {result.sessions} session(s), {result.items} item(s) to {output}."
+            )
+
+    def handle_import(
+        self,
+        alias: str,
+        *,
+        file: str | None,
+        from_sqlite: str | None,
+        sessions_table: str,
+        messages_table: str,
+        replace: bool,
+        skip_existing: bool,
+        batch_size: int,
+        **options: Any,
+    ) -> None:
+        existing: transfer.Existing = (
+            "replace" if replace else "skip" if skip_existing else "refuse"
+        )
+        spooled: TextIO | None = None
+        if from_sqlite is not None:
+            path = from_sqlite
+
+            def read() -> Iterable[transfer.Entry]:
+                return transfer.read_sdk_sqlite(
+                    from_sqlite, sessions_table=sessions_table, messages_table=messages_table
+                )
+        else:
+            assert file is not None
+            path = "standard input" if file == "-" else file
+            if file == "-":
+                # Read twice (check, then write), so standard input is kept aside first.
+                spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                    max_size=16 * 2**20, mode="w+", encoding="utf-8"
+                )
+                spooled.writelines(sys.stdin)
+
+            def read() -> Iterable[transfer.Entry]:
+                return transfer.read_jsonl(_lines(file, spooled))
+
+        try:
+            result = transfer.import_sessions(
+                read, using=alias, existing=existing, batch_size=batch_size
+            )
+        except transfer.ExistingSessionsError as exc:
+            raise CommandError(
+                f"{exc} Pass --replace to overwrite them or --skip-existing to keep them."
+            ) from exc
+        except transfer.TransferError as exc:
+            raise CommandError(str(exc)) from exc
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{path} is not UTF-8 text: {exc}.") from exc
+        finally:
+            if spooled is not None:
+                spooled.close()
+        if options["verbosity"] >= 1:
+            notes = []
+            if result.replaced:
+                notes.append(f"{result.replaced} replaced")
+            if result.skipped:
+                notes.append(f"{result.skipped} skipped as already present")
+            self.stdout.write(
+                f"Imported {result.sessions} session(s), {result.items} item(s) from {path}"
+                + (f" ({', '.join(notes)})." if notes else ".")
+            )
+
+    def handle_prune(
+        self,
+        alias: str,
+        *,
+        inactive_for: timedelta,
+        dry_run: bool,
+        batch_size: int,
+        **options: Any,
+    ) -> None:
+        verbosity = options["verbosity"]
+        if dry_run:
+            sessions = messages = 0
+            for session in maintenance.sessions(alias, inactive_for=inactive_for).iterator():
+                sessions += 1
+                messages += session.message_count
+                if verbosity >= 1:
+                    self.stdout.write(
+                        f"{session.session_id}  {session.message_count} message(s), "
+                        f"last activity {_when(session.updated_at)}"
+                    )
+            self.stdout.write(f"Would delete {sessions} session(s) and {messages} message(s).")
+            return
+        result = maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
+        if verbosity >= 1:
+            self.stdout.write(
+                f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
+            )
+
+    # -- output --------------------------------------------------------------------
+
+    def _write_json_array(self, values: Iterable[Any]) -> None:
+        raw = _Raw(self.stdout)
+        raw.write("[")
+        written = False
+        for index, value in enumerate(values):
+            written = True
+            raw.write(("," if index else "") + "\n  ")
+            raw.write(json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+        raw.write("\n]\n" if written else "]\n")
+
+    def _progress(self, total: int, verbosity: int) -> _Progress:
+        return _Progress(self.stderr, total, enabled=verbosity >= 1 and self.stderr.isatty())
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's standard error; nothing when not a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: OutputWrapper, total: int, *, enabled: bool) -> None:
+        self.stream, self.total, self.enabled, self.done = stream, total, enabled, 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.enabled:
+            filled = self.WIDTH * self.done // max(self.total, 1)
+            self.stream.write(
+                f"\r[{'#' * filled}{' ' * (self.WIDTH - filled)}] "
+                f"{self.done}/{self.total} sessions",
+                ending="",
+            )
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.done:
+            self.stream.write("")
+
+
+class _Raw:
+    """``OutputWrapper`` without the newline it adds to every write."""
+
+    def __init__(self, wrapper: OutputWrapper) -> None:
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> int:
+        self.wrapper.write(text, ending="")
+        return len(text)
+
+
+class _replacing:
+    """Write to a temporary file beside ``path`` and move it into place on success.
+
+    A failed export leaves any earlier file at ``path`` untouched rather than a
+    truncated one that would later import as a silently shorter history.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> TextIO:
+        directory = self.path.resolve().parent
+        if not directory.is_dir():
+            raise CommandError(f"Cannot write {self.path}: {directory} is not a directory.")
+        self.temp = tempfile.NamedTemporaryFile(
+            "w",
+            encoding="utf-8",
+            newline="\n",
+            dir=directory,
+            prefix=f".{self.path.name}.",
+            delete=False,
+        )
+        return self.temp
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.temp.close()
+        if exc_type is None:
+            os.replace(self.temp.name, self.path)
+        else:
+            os.unlink(self.temp.name)
+
+
+def _lines(file: str, spooled: TextIO | None) -> Iterator[str]:
+    if spooled is not None:
+        spooled.seek(0)
+        yield from spooled
+        return
+    with open(file, encoding="utf-8") as stream:
+        yield from stream
+
+
+def _render(position: int, view: display.ItemView) -> str:
+    head = f"#{position} {view.kind}"
+    if view.tool:
+        head += f"  {view.tool}({view.arguments})"
+    if view.call_id:
+        head += f"  [{view.call_id}]"
+    body = "\n".join(part for part in (view.text, view.output and f"-> {view.output}") if part)
+    return head + ("\n" + _indent(body) if body else "")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def _when(value: datetime) -> str:
+    if settings.USE_TZ:
+        value = timezone.localtime(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+# argparse turns ArgumentTypeError into a usage error: CommandError from
+# call_command, the usage message and exit status 2 from the command line.
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return maintenance.parse_duration(text)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value

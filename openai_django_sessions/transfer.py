@@ -1,0 +1,483 @@
+"""Moving sessions in and out: JSON Lines export/import, and the SDK's SQLite files.
+
+The JSON Lines format has one session per line::
+
+    {"session_id": "...", "created_at": "<ISO 8601>", "updated_at": "<ISO 8601>",
+     "items": [{"data": {...the SDK item...}, "created_at": "<ISO 8601>"}, ...]}
+
+Items are in conversation order. Export then import gives back the same items,
+in the same order, with the same timestamps. On import ``created_at`` and
+``updated_at`` may be left out (they become the time of the import), and a
+timestamp without an offset is read as UTC, as the SDK's SQLite files store them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from django.apps.registry import Apps
+from django.conf import settings
+from django.db import IntegrityError, connections, models
+from django.utils import timezone
+
+from . import transactions
+from .items import check_items
+from .models import AgentMessage, AgentSession
+
+Existing = Literal["refuse", "replace", "skip"]
+
+RECORD_KEYS = {"session_id", "created_at", "updated_at", "items"}
+ITEM_KEYS = {"data", "created_at"}
+MAX_REPORTED_PROBLEMS = 20
+
+
+class TransferError(Exception):
+    """The input or the target database does not allow the transfer; the message says why."""
+
+
+class ExistingSessionsError(TransferError):
+    """Sessions of the input already exist and the import was told to refuse them."""
+
+    def __init__(self, message: str, session_ids: list[str]) -> None:
+        super().__init__(message)
+        self.session_ids = session_ids
+
+
+@dataclass
+class StoredItem:
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass
+class SessionRecord:
+    session_id: str
+    created_at: datetime
+    updated_at: datetime
+    items: list[StoredItem] = field(default_factory=list)
+
+
+@dataclass
+class Entry:
+    """What a reader yields: a session, or why the input at ``where`` is not one."""
+
+    where: str
+    record: SessionRecord | None = None
+    error: str = ""
+
+
+@dataclass
+class TransferResult:
+    sessions: int = 0
+    items: int = 0
+    skipped: int = 0
+    replaced: int = 0
+
+
+# Import-only twins of the two models, on the same tables. Their timestamps are
+# plain fields: auto_now/auto_now_add would overwrite the ones being imported.
+_twins = Apps()
+
+
+class _SessionRow(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    session_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        app_label = AgentSession._meta.app_label
+        apps = _twins
+        managed = False
+        db_table = AgentSession._meta.db_table
+
+
+class _MessageRow(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(_SessionRow, on_delete=models.DO_NOTHING, db_constraint=False)
+    data = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        app_label = AgentMessage._meta.app_label
+        apps = _twins
+        managed = False
+        db_table = AgentMessage._meta.db_table
+
+
+# -- export -------------------------------------------------------------------
+
+
+def export_sessions(
+    stream: TextIO,
+    *,
+    using: str,
+    session_ids: Sequence[str] | None = None,
+    batch_size: int = 1000,
+    on_session: Callable[[], None] | None = None,
+) -> TransferResult:
+    """Write sessions to ``stream`` as JSON Lines, oldest session first.
+
+    ``session_ids`` picks sessions (default: all); one that does not exist
+    raises ``TransferError`` before anything is written. Rows are read
+    ``batch_size`` at a time and written as they arrive, so memory does not grow
+    with the number of sessions or of items. ``on_session`` is called after each
+    session is written.
+    """
+    queryset = AgentSession.objects.using(using).all()
+    if session_ids is not None:
+        wanted = list(dict.fromkeys(session_ids))
+        missing = _missing(using, wanted)
+        if missing:
+            raise TransferError(
+                f"No session {_quote_list(missing)} in database {using!r}; nothing was exported."
+            )
+        queryset = queryset.filter(session_id__in=wanted)
+    result = TransferResult()
+    for session in _in_batches(queryset, batch_size):
+        head = {
+            "session_id": session.session_id,
+            "created_at": _iso(session.created_at),
+            "updated_at": _iso(session.updated_at),
+        }
+        # The record is written in pieces, items as they are read: "]}" closes it.
+        stream.write(_dumps(head)[:-1] + ',"items":[')
+        first = True
+        for data, created_at in _items_in_batches(using, session.pk, batch_size):
+            item = _dumps({"data": data, "created_at": _iso(created_at)})
+            stream.write(item if first else "," + item)
+            first = False
+            result.items += 1
+        stream.write("]}\n")
+        result.sessions += 1
+        if on_session is not None:
+            on_session()
+    return result
+
+
+def count_sessions(using: str, session_ids: Sequence[str] | None = None) -> int:
+    """How many sessions ``export_sessions`` would write (for a progress bar)."""
+    queryset = AgentSession.objects.using(using).all()
+    if session_ids is not None:
+        queryset = queryset.filter(session_id__in=list(session_ids))
+    return queryset.count()
+
+
+def _in_batches(queryset: models.QuerySet[AgentSession], size: int) -> Iterator[AgentSession]:
+    # Keyset pagination, not a cursor: flat memory on every backend (MySQL's
+    # driver buffers whole results) and no transaction held open meanwhile.
+    last_pk = 0
+    while True:
+        batch = list(queryset.filter(pk__gt=last_pk).order_by("pk")[:size])
+        if not batch:
+            return
+        yield from batch
+        last_pk = batch[-1].pk
+
+
+def _items_in_batches(
+    using: str, session_pk: int, size: int
+) -> Iterator[tuple[dict[str, Any], datetime]]:
+    rows = AgentMessage.objects.using(using).filter(session_id=session_pk)
+    last_pk = 0
+    while True:
+        page = rows.filter(pk__gt=last_pk).order_by("pk")
+        batch = list(page.values_list("pk", "data", "created_at")[:size])
+        if not batch:
+            return
+        for _, data, created_at in batch:
+            yield data, created_at
+        last_pk = batch[-1][0]
+
+
+# -- reading input --------------------------------------------------------------
+
+
+def read_jsonl(lines: Iterable[str]) -> Iterator[Entry]:
+    """One ``Entry`` per non-blank line of ``lines``, located as ``line N``."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            value = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as exc:
+            yield Entry(where, error=f"not valid JSON ({exc})")
+            continue
+        try:
+            yield Entry(where, record=_record_from_json(value))
+        except ValueError as exc:
+            yield Entry(where, error=str(exc))
+
+
+def read_sdk_sqlite(
+    path: str | Path,
+    *,
+    sessions_table: str = "agent_sessions",
+    messages_table: str = "agent_messages",
+) -> Iterator[Entry]:
+    """The sessions of a database written by the SDK's ``SQLiteSession`` or ``SQLAlchemySession``.
+
+    Both use a sessions table ``(session_id, created_at, updated_at)`` and a
+    messages table ``(id, session_id, message_data, created_at)``. Messages whose
+    session has no row in the sessions table are still a conversation to the
+    SDK, so they are read too. The file is opened read-only. Raises
+    ``TransferError`` if it cannot be read or lacks the tables.
+    """
+    db = _open_sqlite(Path(path), (sessions_table, messages_table))
+    sessions, messages = _quote_sqlite(sessions_table), _quote_sqlite(messages_table)
+    try:
+        rows = db.execute(
+            f"SELECT session_id, created_at, updated_at FROM {sessions} "
+            f"UNION ALL SELECT session_id, MIN(created_at), MAX(created_at) FROM {messages} "
+            f"WHERE session_id NOT IN (SELECT session_id FROM {sessions}) GROUP BY session_id"
+        )
+        for session_id, created_at, updated_at in rows:
+            where = f"session {session_id!r}"
+            try:
+                record = SessionRecord(
+                    session_id=_session_id(session_id),
+                    created_at=_timestamp(created_at, "created_at"),
+                    updated_at=_timestamp(updated_at, "updated_at"),
+                )
+                for message_id, text, stamp in db.execute(
+                    f"SELECT id, message_data, created_at FROM {messages} "
+                    "WHERE session_id = ? ORDER BY id",
+                    (session_id,),
+                ):
+                    record.items.append(_sdk_item(message_id, text, stamp))
+            except ValueError as exc:
+                yield Entry(where, error=str(exc))
+                continue
+            yield Entry(where, record=record)
+    except sqlite3.Error as exc:
+        raise TransferError(f"Cannot read {path}: {exc}.") from exc
+    finally:
+        db.close()
+
+
+def _open_sqlite(path: Path, tables: tuple[str, str]) -> sqlite3.Connection:
+    if not path.is_file():
+        raise TransferError(f"{path} does not exist or is not a file.")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        present = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.Error as exc:
+        raise TransferError(f"{path} is not a readable SQLite database: {exc}.") from exc
+    absent = [name for name in tables if name not in present]
+    if absent:
+        db.close()
+        raise TransferError(
+            f"{path} has no table {_quote_list(absent)}; it has {_quote_list(sorted(present))}."
+        )
+    return db
+
+
+def _quote_sqlite(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sdk_item(message_id: int, text: object, stamp: object) -> StoredItem:
+    try:
+        raw = text.decode() if isinstance(text, bytes) else str(text)
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ValueError(f"message {message_id} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"message {message_id} is not a JSON object")
+    return StoredItem(data=data, created_at=_timestamp(stamp, f"message {message_id} created_at"))
+
+
+def _record_from_json(value: object) -> SessionRecord:
+    if not isinstance(value, dict):
+        raise ValueError("a line must be a JSON object with session_id and items")
+    unknown = sorted(set(value) - RECORD_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key {_quote_list(unknown)}")
+    if "session_id" not in value or "items" not in value:
+        raise ValueError("session_id and items are required")
+    created_at = _timestamp(value.get("created_at"), "created_at")
+    items = value["items"]
+    if not isinstance(items, list):
+        raise ValueError("items must be a list")
+    return SessionRecord(
+        session_id=_session_id(value["session_id"]),
+        created_at=created_at,
+        updated_at=_timestamp(value.get("updated_at"), "updated_at"),
+        items=[_item_from_json(index, item) for index, item in enumerate(items)],
+    )
+
+
+def _item_from_json(index: int, value: object) -> StoredItem:
+    if not isinstance(value, dict) or "data" not in value or set(value) - ITEM_KEYS:
+        raise ValueError(f'items[{index}] must be an object {{"data": ..., "created_at": ...}}')
+    if not isinstance(value["data"], dict):
+        raise ValueError(f"items[{index}].data must be a JSON object")
+    return StoredItem(
+        data=value["data"],
+        created_at=_timestamp(value.get("created_at"), f"items[{index}].created_at"),
+    )
+
+
+def _session_id(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        raise ValueError(
+            f"session_id must be a non-empty string of at most 255 characters, got {value!r:.80}"
+        )
+    return value
+
+
+def _timestamp(value: object, what: str) -> datetime:
+    if value is None:
+        return timezone.now()
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be an ISO 8601 string, got {value!r:.80}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{what} is not an ISO 8601 timestamp: {value!r:.80}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed if settings.USE_TZ else timezone.make_naive(parsed)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+# -- import ---------------------------------------------------------------------
+
+
+def import_sessions(
+    read: Callable[[], Iterable[Entry]],
+    *,
+    using: str,
+    existing: Existing = "refuse",
+    batch_size: int = 1000,
+) -> TransferResult:
+    """Store the sessions that ``read()`` yields; each session all or nothing.
+
+    ``read`` is called twice: a first pass checks the whole input (every
+    problem, located, raises ``TransferError`` with nothing written, and so do
+    session ids repeated in the input); a second pass writes each session in a
+    transaction of its own, keeping item order and timestamps.
+
+    ``existing`` says what happens to a session id already in the database:
+    ``"refuse"`` raises ``ExistingSessionsError`` before writing anything,
+    ``"replace"`` deletes the stored session first (in the same transaction),
+    ``"skip"`` leaves it as it is.
+    """
+    vendor = connections[using].vendor
+    first_seen: dict[str, str] = {}
+    problems: list[str] = []
+    for entry in read():
+        record = entry.record
+        if record is None:
+            problems.append(f"{entry.where}: {entry.error}")
+            continue
+        try:
+            check_items([item.data for item in record.items], vendor=vendor)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{entry.where}: {exc}")
+        if record.session_id in first_seen:
+            problems.append(
+                f"{entry.where}: session {record.session_id!r} already appears at "
+                f"{first_seen[record.session_id]}"
+            )
+        else:
+            first_seen[record.session_id] = entry.where
+    if problems:
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise TransferError(
+            f"Nothing was imported: {len(problems)} problem(s) in the input.\n"
+            + "\n".join(shown)
+            + (f"\n…and {more} more." if more else "")
+        )
+    present = set(_present(using, list(first_seen)))
+    if present and existing == "refuse":
+        raise ExistingSessionsError(
+            f"Nothing was imported: {len(present)} session(s) already exist in database "
+            f"{using!r}: {_quote_list(sorted(present))}.",
+            sorted(present),
+        )
+    result = TransferResult()
+    for entry in read():
+        record = entry.record
+        assert record is not None  # the first pass proved it
+        if record.session_id in present and existing == "skip":
+            result.skipped += 1
+            continue
+        try:
+            replaced = transactions.run(
+                using,
+                lambda record=record: _write(
+                    using, record, existing == "replace", batch_size, vendor
+                ),
+            )
+        except IntegrityError as exc:
+            raise TransferError(
+                f"Session {record.session_id!r} was created in database {using!r} while the "
+                f"import ran; {result.sessions} session(s) were imported before it."
+            ) from exc
+        result.sessions += 1
+        result.items += len(record.items)
+        result.replaced += replaced
+    return result
+
+
+def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, vendor: str) -> bool:
+    """Insert one session and its items; True if it replaced a stored one."""
+    check_items([item.data for item in record.items], vendor=vendor)
+    replaced = False
+    if replace:
+        deleted, _ = AgentSession.objects.using(using).filter(session_id=record.session_id).delete()
+        replaced = bool(deleted)
+    row = _SessionRow(
+        session_id=record.session_id, created_at=record.created_at, updated_at=record.updated_at
+    )
+    row.save(using=using, force_insert=True)
+    _MessageRow.objects.using(using).bulk_create(
+        [
+            _MessageRow(session_id=row.pk, data=i.data, created_at=i.created_at)
+            for i in record.items
+        ],
+        batch_size=batch_size,
+    )
+    return replaced
+
+
+def _present(using: str, session_ids: list[str], chunk: int = 500) -> Iterator[str]:
+    rows = AgentSession.objects.using(using)
+    for start in range(0, len(session_ids), chunk):
+        yield from rows.filter(session_id__in=session_ids[start : start + chunk]).values_list(
+            "session_id", flat=True
+        )
+
+
+def _missing(using: str, session_ids: list[str]) -> list[str]:
+    present = set(_present(using, session_ids))
+    return [session_id for session_id in session_ids if session_id not in present]
+
+
+def _quote_list(values: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(value) for value in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _dumps(value: object) -> str:
+    # ASCII-only output cannot fail to encode, whatever the stream's encoding
+    # or stray surrogates in stored text, and decodes to the same strings.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
