@@ -1,0 +1,1 @@
+"""The example chat: conversations stored with ``DjangoSession``."""

@@ -1,0 +1,70 @@
+"""The background variant of a turn, on Django's tasks framework.
+
+Django >= 6.0 has ``django.tasks``: the turn is a task, enqueued on the backend
+``TASKS`` names (``chat.task_backends.ThreadBackend`` in this project). Django
+5.2 has no tasks framework, so there the "background" turn simply runs before
+the response, and the page shows the reply at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from chat.agent import run_turn
+
+try:
+    from django.tasks import task
+    from django.tasks.base import TaskResultStatus
+    from django.tasks.exceptions import TaskResultDoesNotExist
+except ImportError:  # Django 5.2
+    task = None
+
+TurnState = Literal["running", "done", "failed"]
+
+if task is not None:
+
+    @task
+    async def run_turn_task(session_id: str, text: str) -> str:
+        """Run one turn of conversation ``session_id``; return the final answer's text."""
+        result = await run_turn(session_id, text)
+        return str(result.final_output)
+
+else:
+    run_turn_task = None
+
+
+def background_available() -> bool:
+    """True when turns can really run in the background (``django.tasks`` exists)."""
+    return run_turn_task is not None
+
+
+async def start_turn(session_id: str, text: str) -> str | None:
+    """Start a turn in the background; its task result id.
+
+    Without ``django.tasks`` the turn runs here and now, and ``None`` is returned.
+    """
+    if run_turn_task is None:
+        await run_turn(session_id, text)
+        return None
+    result = await run_turn_task.aenqueue(session_id, text)
+    return str(result.id)
+
+
+async def turn_state(task_id: str) -> tuple[TurnState, str | None]:
+    """``(state, error)`` of the background turn ``task_id``.
+
+    A result the backend cannot report (unknown id, or a backend without
+    results) counts as done: the page then shows whatever the database holds.
+    """
+    if run_turn_task is None:
+        return "done", None
+    try:
+        result = await run_turn_task.aget_result(task_id)
+    except (TaskResultDoesNotExist, NotImplementedError):
+        return "done", None
+    if result.status == TaskResultStatus.FAILED:
+        error = result.errors[-1].exception_class_path if result.errors else "unknown error"
+        return "failed", f"The background turn failed ({error})."
+    if result.status == TaskResultStatus.SUCCESSFUL:
+        return "done", None
+    return "running", None

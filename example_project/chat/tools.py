@@ -1,0 +1,54 @@
+"""The agent's function tools. Each does real work; none needs the network.
+
+- ``current_time(city)``: the time now in a city (``zoneinfo``).
+- ``calculate(expression)``: arithmetic, evaluated safely (no ``eval``).
+- ``stored_conversations()``: what this project's database holds right now.
+
+Failures come back as text the model can relay, not as exceptions: a wrong
+city or a typo in a formula is part of the conversation.
+"""
+
+from __future__ import annotations
+
+from agents import FunctionTool, function_tool
+
+from chat import calculator, clock
+from openai_django_sessions.models import AgentMessage, AgentSession
+
+
+@function_tool
+def current_time(city: str) -> str:
+    """The current local time in a city.
+
+    Args:
+        city: a city name in English, such as "Tokyo", "Paris" or "New York".
+    """
+    try:
+        return clock.describe_time(city)
+    except clock.UnknownCity:
+        return f"I do not know the time zone of {city!r}."
+
+
+@function_tool
+def calculate(expression: str) -> str:
+    """Evaluate an arithmetic expression exactly.
+
+    Args:
+        expression: numbers, parentheses and + - * / // % ** (or ^), e.g. "12 * (3 + 4)".
+    """
+    try:
+        result = calculator.evaluate(expression)
+    except calculator.CalculationError as exc:
+        return f"Cannot calculate {expression!r}: {exc}."
+    return f"{calculator.normalize(expression)} = {calculator.format_number(result)}"
+
+
+@function_tool
+async def stored_conversations() -> str:
+    """How many conversations and messages this chat's database holds, all visitors together."""
+    sessions = await AgentSession.objects.acount()
+    messages = await AgentMessage.objects.acount()
+    return f"The database holds {sessions} conversation(s) with {messages} stored item(s) in all."
+
+
+TOOLS: list[FunctionTool] = [current_time, calculate, stored_conversations]

@@ -1,0 +1,1 @@
+"""Project configuration of the example chat: settings, URLs, ASGI entry point."""

@@ -1,0 +1,43 @@
+"""Fixtures of the example's tests.
+
+The tests run on the database ``DATABASE_URL`` names (pytest-django makes a
+test database from it); without it, SQLite. The offline model always answers:
+an ``OPENAI_API_KEY`` in the environment is removed for every test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_MODEL", raising=False)
+
+
+@pytest.fixture
+def conversation_url(client: Client, db: None) -> str:
+    """The URL of a new conversation of ``client``'s visitor."""
+    response = client.post(reverse("chat:new"))
+    assert response.status_code == 302
+    return str(response.url)
+
+
+@pytest.fixture
+def session_id(conversation_url: str) -> str:
+    return conversation_url.rstrip("/").rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def thread_backend() -> Iterator[object]:
+    """The ``ThreadBackend`` of ``TASKS``; every task it runs has finished afterwards."""
+    from django.tasks import task_backends
+
+    backend = task_backends["default"]
+    yield backend
+    backend.wait_idle()  # type: ignore[attr-defined]
