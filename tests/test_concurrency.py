@@ -196,6 +196,13 @@ def server_connection_id() -> int:
 
 def kill_server_connection(connection_id: int) -> None:
     """Drop a connection from the server side, as a restart or idle timeout would."""
+    try:
+        _kill(connection_id)
+    finally:
+        connection.close()  # this helper thread's own connection
+
+
+def _kill(connection_id: int) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT pg_terminate_backend(%s)", [connection_id])
