@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 
 from django.apps.registry import Apps
 from django.conf import settings
-from django.db import IntegrityError, connections, models
+from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
 from . import transactions
@@ -426,7 +426,13 @@ def import_sessions(
         except IntegrityError as exc:
             raise TransferError(
                 f"Session {record.session_id!r} was created in database {using!r} while the "
-                f"import ran; {result.sessions} session(s) were imported before it."
+                f"import ran; {result.sessions} session(s) were imported before it, "
+                "none of it."
+            ) from exc
+        except DatabaseError as exc:
+            raise TransferError(
+                f"Database {using!r} refused session {record.session_id!r} ({exc}); "
+                f"{result.sessions} session(s) were imported before it, none of it."
             ) from exc
         result.sessions += 1
         result.items += len(record.items)
