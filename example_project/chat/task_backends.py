@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import close_old_connections, connections
@@ -26,6 +27,33 @@ from django.utils.crypto import get_random_string
 KEPT_RESULTS = 1000
 
 
+@dataclass
+class _Pool:
+    """The threads and results of one ``TASKS`` alias, shared by the whole process."""
+
+    executor: ThreadPoolExecutor
+    results: OrderedDict[str, TaskResult] = field(default_factory=OrderedDict)
+    running: set[Future[None]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# django.tasks builds backend instances per async context (like database
+# connections), so one request's instance is not the next one's: the pool
+# and the results must live outside the instance for get_result to find them.
+_pools: dict[str, _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(alias: str, max_workers: int) -> _Pool:
+    with _pools_lock:
+        if alias not in _pools:
+            executor = ThreadPoolExecutor(
+                max_workers=max_workers, thread_name_prefix=f"django-tasks-{alias}"
+            )
+            _pools[alias] = _Pool(executor)
+        return _pools[alias]
+
+
 class ThreadBackend(ImmediateBackend):
     """``OPTIONS``: ``MAX_WORKERS`` (default 4), the number of tasks run at once."""
 
@@ -33,13 +61,7 @@ class ThreadBackend(ImmediateBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        self._executor = ThreadPoolExecutor(
-            max_workers=int(self.options.get("MAX_WORKERS", 4)),
-            thread_name_prefix=f"django-tasks-{alias}",
-        )
-        self._results: OrderedDict[str, TaskResult] = OrderedDict()
-        self._running: set[Future[None]] = set()
-        self._lock = threading.Lock()
+        self._pool = _pool(alias, int(self.options.get("MAX_WORKERS", 4)))
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Queue ``task`` and return its result, status ``READY``, without waiting."""
@@ -58,19 +80,15 @@ class ThreadBackend(ImmediateBackend):
             errors=[],
             worker_ids=[],
         )
-        with self._lock:
-            self._results[result.id] = result
-            while len(self._results) > KEPT_RESULTS:
-                self._results.popitem(last=False)
-        future = self._executor.submit(self._run, result)
-        with self._lock:
-            self._running.add(future)
+        pool = self._pool
+        with pool.lock:
+            pool.results[result.id] = result
+            while len(pool.results) > KEPT_RESULTS:
+                pool.results.popitem(last=False)
+            future = pool.executor.submit(self._run, result)
+            pool.running.add(future)
         future.add_done_callback(self._forget)
         return result
-
-    def _forget(self, future: Future[None]) -> None:
-        with self._lock:
-            self._running.discard(future)
 
     def _run(self, result: TaskResult) -> None:
         # ImmediateBackend's execution records status, errors and the return
@@ -83,17 +101,21 @@ class ThreadBackend(ImmediateBackend):
             close_old_connections()
             connections.close_all()
 
+    def _forget(self, future: Future[None]) -> None:
+        with self._pool.lock:
+            self._pool.running.discard(future)
+
     def get_result(self, result_id: str) -> TaskResult:
-        with self._lock:
+        with self._pool.lock:
             try:
-                return self._results[result_id]
+                return self._pool.results[result_id]
             except KeyError:
                 raise TaskResultDoesNotExist(result_id) from None
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every queued task has finished; ``TimeoutError`` after ``timeout`` s."""
-        with self._lock:
-            running = list(self._running)
+        with self._pool.lock:
+            running = list(self._pool.running)
         _, not_done = wait(running, timeout=timeout)
         if not_done:
             raise TimeoutError(f"{len(not_done)} task(s) still running after {timeout} s")

@@ -35,8 +35,19 @@ ENGINES = {
 
 
 def sqlite_database(path: Path | str) -> dict[str, Any]:
-    """The ``DATABASES`` entry for a SQLite file at ``path``, WAL enabled."""
-    return {"ENGINE": ENGINES["sqlite"], "NAME": str(path), "OPTIONS": dict(SQLITE_OPTIONS)}
+    """The ``DATABASES`` entry for a SQLite file at ``path``, WAL enabled.
+
+    The test database is a file too (``test_`` + the name, alongside): an
+    in-memory one would lock whole tables against the threads that run
+    background turns.
+    """
+    path = Path(path)
+    return {
+        "ENGINE": ENGINES["sqlite"],
+        "NAME": str(path),
+        "OPTIONS": dict(SQLITE_OPTIONS),
+        "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
+    }
 
 
 def parse_database_url(url: str, *, base_dir: Path | None = None) -> dict[str, Any]:

@@ -28,7 +28,9 @@ class Command(BaseCommand):
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("session_id", help='conversation id, e.g. one from the page ("web-...")')
+        parser.add_argument(
+            "session_id", help='conversation id, e.g. one from the page ("web-...")'
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         session_id: str = options["session_id"]

@@ -1,0 +1,72 @@
+"""``manage.py chat SESSION_ID``: the same memory as the web page, in a terminal."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+
+pytestmark = pytest.mark.django_db
+
+
+def chat(session_id: str, *lines: str) -> str:
+    out = io.StringIO()
+    call_command("chat", session_id, stdin=io.StringIO("\n".join(lines) + "\n"), stdout=out)
+    return out.getvalue()
+
+
+def test_a_conversation_in_the_terminal_remembers() -> None:
+    out = chat("term-1", "My name is Ada", "What is my name?")
+    assert "you> My name is Ada\nassistant> Offline model: Nice to meet you, Ada." in out
+    assert "assistant> Offline model: Your name is Ada." in out
+
+
+def test_history_is_printed_on_start_and_kept_between_runs() -> None:
+    chat("term-2", "My name is Ada")
+    out = chat("term-2", "What did I say before?")
+    history, _, rest = out.partition("Commands:")
+    assert "--- history: 2 stored items" in history
+    assert "you> My name is Ada" in history
+    assert "Before this you said: “My name is Ada”" in rest
+
+
+def test_the_terminal_continues_a_conversation_started_on_the_page(
+    client: Client, session_id: str
+) -> None:
+    client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
+    out = chat(session_id, "What is my name?")
+    assert "you> My name is Ada" in out.partition("Commands:")[0]
+    assert "Your name is Ada" in out
+    page = client.get(reverse("chat:conversation", args=[session_id])).content.decode()
+    assert "Your name is Ada. You told me earlier." in page  # and the page sees the terminal's turn
+
+
+def test_tool_calls_are_printed_with_arguments_and_output() -> None:
+    out = chat("term-3", "what is 6 * 7?")
+    assert '  [tool] calculate(expression="6 * 7") -> 6 * 7 = 42' in out
+
+
+def test_undo_and_clear_commands() -> None:
+    out = chat("term-4", "My name is Ada", "what is 1+1", "/undo", "/history")
+    assert "(removed 4 items)" in out
+    assert out.rstrip().endswith(
+        "you> My name is Ada\nassistant> Offline model: Nice to meet you, Ada. I will remember your name.\n---"
+    )
+    out = chat("term-4", "/clear", "What is my name?")
+    assert "(conversation cleared)" in out
+    assert "You have not told me your name yet." in out
+
+
+def test_quit_stops_reading_and_unknown_commands_are_explained() -> None:
+    out = chat("term-5", "/nope", "/quit", "My name is Ada")
+    assert "(unknown command /nope)" in out
+    assert "Ada" not in out
+
+
+def test_invalid_session_id_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="session_id"):
+        call_command("chat", "x" * 300, stdin=io.StringIO(""), stdout=io.StringIO())

@@ -1,0 +1,233 @@
+"""Every view through Django's test client, bad input included."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from openai_django_sessions.models import AgentSession
+
+from chat import visitor
+
+pytestmark = pytest.mark.django_db
+
+
+def send(client: Client, session_id: str, text: str, **extra: str):
+    return client.post(reverse("chat:send", args=[session_id]), {"message": text, **extra})
+
+
+def page(client: Client, session_id: str) -> str:
+    response = client.get(reverse("chat:conversation", args=[session_id]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+# -- conversation list and new conversation ----------------------------------
+
+
+def test_empty_list_offers_a_new_conversation(client: Client) -> None:
+    response = client.get(reverse("chat:list"))
+    assert response.status_code == 200
+    assert "No conversations yet" in response.content.decode()
+    assert "New conversation" in response.content.decode()
+
+
+def test_new_conversation_gets_a_web_id_and_redirects_to_it(client: Client) -> None:
+    response = client.post(reverse("chat:new"))
+    assert response.status_code == 302
+    session_id = response.url.rstrip("/").rsplit("/", 1)[1]
+    assert visitor.SESSION_ID.fullmatch(session_id)
+    assert session_id in client.session[visitor.CONVERSATIONS]
+
+
+def test_new_conversation_needs_post(client: Client) -> None:
+    assert client.get(reverse("chat:new")).status_code == 405
+
+
+def test_list_shows_own_conversations_newest_activity_first_with_counts(client: Client) -> None:
+    first = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
+    second = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
+    send(client, second, "my name is Second")
+    send(client, first, "my name is First")
+    send(client, first, "what is 1 + 1?")
+    empty = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
+    html = client.get(reverse("chat:list")).content.decode()
+    assert html.index(empty) < html.index(first) < html.index(second)
+    assert "my name is First" in html  # titled by its first message
+    assert "6 messages" in html  # 2 exchanges, one with a tool call and its output
+    assert "2 messages" in html
+
+
+def test_list_hides_other_visitors_conversations(client: Client, session_id: str) -> None:
+    send(client, session_id, "secret plans")
+    html = Client().get(reverse("chat:list")).content.decode()
+    assert session_id not in html
+    assert "secret plans" not in html
+
+
+# -- conversation page --------------------------------------------------------
+
+
+def test_new_conversation_page_is_empty_with_a_message_box(client: Client, session_id: str) -> None:
+    html = page(client, session_id)
+    assert "No messages yet" in html
+    assert 'name="message"' in html
+    assert f"manage.py chat {session_id}" in html
+
+
+def test_unknown_conversation_is_404(client: Client, db: None) -> None:
+    assert (
+        client.get(reverse("chat:conversation", args=["web-0000000000000000"])).status_code == 404
+    )
+    assert client.get(reverse("chat:conversation", args=["not-an-id"])).status_code == 404
+
+
+def test_someone_elses_conversation_is_404_even_if_it_exists(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "hello")
+    stranger = Client()
+    assert stranger.get(reverse("chat:conversation", args=[session_id])).status_code == 404
+    assert send(stranger, session_id, "hi").status_code == 404
+    assert stranger.post(reverse("chat:clear", args=[session_id])).status_code == 404
+    assert stranger.post(reverse("chat:undo", args=[session_id])).status_code == 404
+    assert stranger.get(reverse("chat:status", args=[session_id])).status_code == 404
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+
+
+# -- sending --------------------------------------------------------------------
+
+
+def test_sending_runs_the_agent_and_shows_both_messages(client: Client, session_id: str) -> None:
+    response = send(client, session_id, "My name is Ada")
+    assert response.status_code == 302
+    assert response.url == reverse("chat:conversation", args=[session_id])
+    html = page(client, session_id)
+    assert 'data-role="user">My name is Ada<' in html
+    assert "Offline model: Nice to meet you, Ada." in html
+
+
+def test_second_reply_depends_on_the_first_message(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "What is my name?")
+    assert "Your name is Ada. You told me earlier." in page(client, session_id)
+
+
+def test_tool_calls_are_shown_collapsed_with_arguments_and_output(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "What time is it in Tokyo?")
+    html = page(client, session_id)
+    assert '<details class="tool" data-role="tool">' in html  # no "open": collapsed
+    assert "Tool call: current_time(city=&quot;Tokyo&quot;)" in html
+    assert "Tokyo (Asia/Tokyo): " in html
+    assert (
+        html.index('data-role="user"')
+        < html.index("<details")
+        < html.index('data-role="assistant"')
+    )
+
+
+def test_empty_message_is_refused(client: Client, session_id: str) -> None:
+    response = send(client, session_id, "   ")
+    assert response.status_code == 400
+    assert "Type a message first." in response.content.decode()
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
+
+
+def test_missing_message_field_is_refused(client: Client, session_id: str) -> None:
+    response = client.post(reverse("chat:send", args=[session_id]), {})
+    assert response.status_code == 400
+
+
+def test_too_long_message_is_refused_and_kept_in_the_box(client: Client, session_id: str) -> None:
+    response = send(client, session_id, "x" * 4001)
+    assert response.status_code == 400
+    assert "limited to 4000 characters" in response.content.decode()
+    assert "x" * 4001 in response.content.decode()
+
+
+def test_sending_needs_post(client: Client, session_id: str) -> None:
+    assert client.get(reverse("chat:send", args=[session_id])).status_code == 405
+
+
+def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monkeypatch) -> None:
+    from agents.exceptions import ModelBehaviorError
+
+    async def broken(session_id: str, text: str) -> None:
+        raise ModelBehaviorError("boom")
+
+    monkeypatch.setattr("chat.agent.run_turn", broken)
+    response = send(client, session_id, "hello")
+    assert response.status_code == 502
+    assert "The model could not answer: boom" in response.content.decode()
+
+
+# -- CSRF -----------------------------------------------------------------------
+
+
+def test_posts_without_csrf_token_are_forbidden(db: None) -> None:
+    client = Client(enforce_csrf_checks=True)
+    assert client.post(reverse("chat:new")).status_code == 403
+    # A visitor with a conversation, but a forged form:
+    session_id = visitor.new_session_id()
+    session = client.session
+    session[visitor.CONVERSATIONS] = [session_id]
+    session.save()
+    for name in ["chat:send", "chat:undo", "chat:clear"]:
+        response = client.post(reverse(name, args=[session_id]), {"message": "hi"})
+        assert response.status_code == 403, name
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
+
+
+def test_posts_with_the_pages_csrf_token_pass(db: None) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.get(reverse("chat:list"))
+    token = client.cookies["csrftoken"].value
+    response = client.post(reverse("chat:new"), {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    session_id = response.url.rstrip("/").rsplit("/", 1)[1]
+    response = send(client, session_id, "hello", csrfmiddlewaretoken=token)
+    assert response.status_code == 302
+
+
+# -- undo and clear -------------------------------------------------------------
+
+
+def test_undo_removes_the_last_exchange_only(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "what is 6 * 7?")
+    response = client.post(reverse("chat:undo", args=[session_id]))
+    assert response.status_code == 302
+    html = page(client, session_id)
+    assert "My name is Ada" in html
+    assert "6 * 7" not in html
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+
+
+def test_undo_on_empty_conversation_is_harmless(client: Client, session_id: str) -> None:
+    assert client.post(reverse("chat:undo", args=[session_id])).status_code == 302
+
+
+def test_clear_empties_the_conversation_but_keeps_it_listed(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    assert client.post(reverse("chat:clear", args=[session_id])).status_code == 302
+    assert "No messages yet" in page(client, session_id)
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
+    assert session_id in client.get(reverse("chat:list")).content.decode()
+
+
+def test_undo_and_clear_need_post(client: Client, session_id: str) -> None:
+    assert client.get(reverse("chat:undo", args=[session_id])).status_code == 405
+    assert client.get(reverse("chat:clear", args=[session_id])).status_code == 405
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def test_status_reports_no_pending_turn_and_the_item_count(client: Client, session_id: str) -> None:
+    send(client, session_id, "hello")
+    response = client.get(reverse("chat:status", args=[session_id]))
+    assert response.json() == {"pending": False, "items": 2}
