@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
 from agents.items import TResponseInputItem
 from agents.memory.session import SessionABC
-from agents.memory.session_settings import (
-    SessionSettings,
-    coerce_session_settings,
-    resolve_session_limit,
-)
+from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
 from django.db import connections, router, transaction
 from django.dispatch import Signal
@@ -54,6 +51,22 @@ def _check_session_id(session_id: object) -> str:
     return session_id
 
 
+def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
+    if value is None:
+        return SessionSettings()
+    if isinstance(value, SessionSettings):
+        return value
+    if isinstance(value, dict):
+        # SessionSettings ignores unknown keys: a typo would silently drop a limit.
+        unknown = set(value) - {field.name for field in dataclasses.fields(SessionSettings)}
+        if unknown:
+            raise TypeError(f"session_settings has unknown keys: {', '.join(sorted(unknown))}")
+        return SessionSettings(**value)
+    raise TypeError(
+        f"session_settings must be a SessionSettings, a dict or None, not {type(value).__name__}"
+    )
+
+
 class DjangoSession(SessionABC):
     """Conversation history for one ``session_id``, stored through Django's ORM.
 
@@ -89,11 +102,7 @@ class DjangoSession(SessionABC):
         using: str | None = None,
     ) -> None:
         self.session_id = _check_session_id(session_id)
-        self.session_settings = (
-            SessionSettings()
-            if session_settings is None
-            else coerce_session_settings(session_settings)
-        )
+        self.session_settings = _coerce_settings(session_settings)
         if using is not None and using not in connections:
             raise ValueError(f"using={using!r} is not a database alias in DATABASES")
         self.using = using

@@ -216,6 +216,19 @@ def test_from_settings_is_the_same_as_the_constructor():
     )
 
 
+@pytest.mark.parametrize("settings", [3, "limit=3", [("limit", 3)]])
+def test_session_settings_of_the_wrong_type_are_refused(settings):
+    with pytest.raises(TypeError, match="session_settings"):
+        DjangoSession("s", session_settings=settings)
+
+
+def test_session_settings_with_an_unknown_field_are_refused():
+    with pytest.raises(TypeError, match="unknown keys: limt"):
+        DjangoSession("s", session_settings={"limt": 3})
+    with pytest.raises(ValueError, match="limit"):
+        DjangoSession("s", session_settings={"limit": "many"})
+
+
 def test_unknown_database_alias_is_refused():
     with pytest.raises(ValueError, match="nope"):
         DjangoSession("s", using="nope")
