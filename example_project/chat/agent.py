@@ -8,11 +8,11 @@ functions, so the web page and the terminal share one memory: the rows that
 from __future__ import annotations
 
 from agents import Agent, RunConfig, Runner, RunResult
+from openai_django_sessions.session import DjangoSession
 
 from chat import history
 from chat.model_choice import chosen_model, uses_offline_model
 from chat.tools import TOOLS
-from openai_django_sessions.session import DjangoSession
 
 INSTRUCTIONS = (
     "You are the assistant of a small demo chat whose history is stored in a Django "

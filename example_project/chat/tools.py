@@ -11,9 +11,9 @@ city or a typo in a formula is part of the conversation.
 from __future__ import annotations
 
 from agents import FunctionTool, function_tool
+from openai_django_sessions.models import AgentMessage, AgentSession
 
 from chat import calculator, clock
-from openai_django_sessions.models import AgentMessage, AgentSession
 
 
 @function_tool

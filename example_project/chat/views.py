@@ -17,11 +17,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
+from openai_django_sessions.models import AgentMessage, AgentSession
 
 from chat import agent, history, tasks, visitor
 from chat.model_choice import model_label
 from chat.transcript import build_transcript
-from openai_django_sessions.models import AgentMessage, AgentSession
 
 logger = logging.getLogger(__name__)
 

@@ -74,9 +74,11 @@ def test_conversation_flow_on_sqlite(page: Page, tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_conversation_flow_on_postgresql(page: Page, tmp_path: Path) -> None:
-    with postgres_database() as database_url:
-        with uvicorn_server(database_url, tmp_path / "uvicorn.log") as base_url:
-            conversation_flow(page, base_url, screenshot=None)
+    with (
+        postgres_database() as database_url,
+        uvicorn_server(database_url, tmp_path / "uvicorn.log") as base_url,
+    ):
+        conversation_flow(page, base_url, screenshot=None)
 
 
 def conversation_flow(page: Page, base_url: str, *, screenshot: Path | None) -> None:

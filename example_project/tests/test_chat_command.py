@@ -9,7 +9,6 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-
 pytestmark = pytest.mark.django_db
 
 
@@ -53,9 +52,12 @@ def test_tool_calls_are_printed_with_arguments_and_output() -> None:
 def test_undo_and_clear_commands() -> None:
     out = chat("term-4", "My name is Ada", "what is 1+1", "/undo", "/history")
     assert "(removed 4 items)" in out
-    assert out.rstrip().endswith(
-        "you> My name is Ada\nassistant> Offline model: Nice to meet you, Ada. I will remember your name.\n---"
-    )
+    history = out.rpartition("--- history:")[2]
+    assert history.splitlines()[1:] == [
+        "you> My name is Ada",
+        "assistant> Offline model: Nice to meet you, Ada. I will remember your name.",
+        "---",
+    ]
     out = chat("term-4", "/clear", "What is my name?")
     assert "(conversation cleared)" in out
     assert "You have not told me your name yet." in out

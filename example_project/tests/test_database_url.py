@@ -49,7 +49,7 @@ def test_mysql_url_uses_utf8mb4() -> None:
 
 
 def test_unknown_scheme_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="oracle.*mysql.*postgres"):
+    with pytest.raises(ValueError, match=r"oracle.*mysql.*postgres"):
         parse_database_url("oracle://x@y/z")
 
 

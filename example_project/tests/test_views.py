@@ -231,3 +231,20 @@ def test_status_reports_no_pending_turn_and_the_item_count(client: Client, sessi
     send(client, session_id, "hello")
     response = client.get(reverse("chat:status", args=[session_id]))
     assert response.json() == {"pending": False, "items": 2}
+
+
+def test_recent_activity_reads_just_now(client: Client, session_id: str) -> None:
+    send(client, session_id, "hello")
+    assert "last activity just now" in page(client, session_id)
+    assert "just now" in client.get(reverse("chat:list")).content.decode()
+
+
+def test_older_activity_reads_as_time_ago() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.templatetags.chat_format import ago
+
+    assert ago(timezone.now() - timedelta(minutes=5, seconds=3)) == "5\xa0minutes ago"
+    assert ago(None) == ""

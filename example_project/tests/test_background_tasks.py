@@ -8,7 +8,6 @@ import time
 import pytest
 from django.test import Client
 from django.urls import reverse
-from openai_django_sessions.models import AgentSession
 
 from chat import tasks
 
@@ -87,20 +86,6 @@ def test_a_failed_background_turn_is_reported_once(
     url = reverse("chat:conversation", args=[session_id])
     assert "The background turn failed (builtins.RuntimeError)." in client.get(url).content.decode()
     assert "The background turn failed" not in client.get(url).content.decode()
-
-
-def test_without_django_tasks_the_turn_runs_at_once(
-    client: Client, session_id: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Django 5.2 has no django.tasks: tasks.run_turn_task is None there.
-    monkeypatch.setattr(tasks, "run_turn_task", None)
-    assert send_in_background(client, session_id, "My name is Ada").status_code == 302
-    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
-    assert client.get(reverse("chat:status", args=[session_id])).json()["pending"] is False
-    assert (
-        "runs at once on this Django version"
-        in client.get(reverse("chat:conversation", args=[session_id])).content.decode()
-    )
 
 
 def test_thread_backend_reports_results(thread_backend: object) -> None:
