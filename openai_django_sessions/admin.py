@@ -4,6 +4,7 @@ conversation read-only, a page at a time.
 Sessions are written by agents, not people: nothing can be added or edited
 here. Deleting a session deletes its messages. With
 ``OPENAI_DJANGO_SESSIONS["DATABASE"]`` set, every query goes to that alias.
+On MySQL/MariaDB without time zone tables the date hierarchy is left out.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
+from django.db import connections
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from . import conf, display
 from .models import AgentMessage, AgentSession
@@ -31,11 +36,51 @@ class ConversationRow:
     json: str
 
 
+_local_dates: dict[tuple[str, str], bool] = {}
+
+
+def local_dates_supported(alias: str) -> bool:
+    """Whether ``alias`` can turn stored UTC times into dates of the current time zone.
+
+    MySQL and MariaDB need their time zone tables for that (with ``USE_TZ``);
+    without them Django's date hierarchy raises instead of rendering.
+    """
+    connection = connections[alias]
+    zone = timezone.get_current_timezone_name()
+    if connection.vendor != "mysql" or not settings.USE_TZ or zone == connection.timezone_name:
+        return True
+    if (alias, zone) not in _local_dates:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT CONVERT_TZ('2001-01-01 00:00:00', %s, %s)",
+                [connection.timezone_name, zone],
+            )
+            _local_dates[(alias, zone)] = cursor.fetchone()[0] is not None
+    return _local_dates[(alias, zone)]
+
+
+class SessionChangeList(ChangeList):
+    """The changelist, without the date hierarchy where the database cannot draw it."""
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        if self.date_hierarchy and not local_dates_supported(self.queryset.db):
+            self.date_hierarchy = None
+
+
+class LastActivityFilter(admin.DateFieldListFilter):
+    """Django's date filter on ``updated_at``, under the name the changelist uses for it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "last activity"
+
+
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
     list_display = ("session_id", "message_count", "created_at", "last_activity")
     search_fields = ("session_id",)
-    list_filter = ("updated_at",)
+    list_filter = (("updated_at", LastActivityFilter),)
     date_hierarchy = "updated_at"
     ordering = ("-updated_at",)
     list_per_page = 100
@@ -43,6 +88,9 @@ class AgentSessionAdmin(admin.ModelAdmin):
     readonly_fields = fields
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SessionChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
         # One query for the whole changelist page, counts included.

@@ -1,0 +1,354 @@
+"""The admin: changelist with counts, read-only paginated conversation, permissions."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection, connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from model_bakery import baker
+
+from openai_django_sessions import admin as ods_admin
+from openai_django_sessions.models import AgentMessage, AgentSession
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:openai_django_sessions_agentsession_changelist")
+ITEM = re.compile(r'<li class="ods-item" id="item-(\d+)">')
+
+
+def change_url(session: AgentSession) -> str:
+    return reverse("admin:openai_django_sessions_agentsession_change", args=[session.pk])
+
+
+def make_session(session_id: str, count: int = 0, *, using: str = "default") -> AgentSession:
+    session = baker.make(AgentSession, session_id=session_id, _using=using)
+    AgentMessage.objects.using(using).bulk_create(
+        [
+            AgentMessage(session=session, data={"role": "user", "content": f"m{i}"})
+            for i in range(count)
+        ],
+        batch_size=1000,
+    )
+    return session
+
+
+@pytest.fixture
+def staff_client(django_user_model: Any) -> Client:
+    """A logged-in staff user with no permissions at all."""
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def grant(client: Client, django_user_model: Any, *codenames: str) -> None:
+    user = django_user_model.objects.get(username="staff")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+
+
+# -- changelist ------------------------------------------------------------------
+
+
+def test_changelist_shows_session_id_message_count_created_and_last_activity(
+    admin_client: Client,
+) -> None:
+    make_session("chat-with-three", 3)
+    make_session("chat-with-none")
+
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    rows = {s.session_id: s.message_count for s in response.context["cl"].result_list}
+    assert rows == {"chat-with-three": 3, "chat-with-none": 0}
+    html = response.content.decode()
+    for header in ("Session id", "Messages", "Created at", "Last activity"):
+        assert f">{header}</a>" in html
+
+
+def test_changelist_query_count_does_not_grow_with_the_number_of_sessions(
+    admin_client: Client, django_assert_max_num_queries: Any
+) -> None:
+    def queries_for_changelist() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(CHANGELIST).status_code == 200
+        return len(captured)
+
+    for n in range(3):
+        make_session(f"few-{n}", 2)
+    few = queries_for_changelist()
+    for n in range(40):
+        make_session(f"many-{n}", 2)
+    with django_assert_max_num_queries(few):
+        response = admin_client.get(CHANGELIST)
+
+    assert len(response.context["cl"].result_list) == 43
+
+
+def test_changelist_searches_by_session_id(admin_client: Client) -> None:
+    make_session("customer-123")
+    make_session("customer-456")
+
+    response = admin_client.get(CHANGELIST, {"q": "123"})
+
+    assert [s.session_id for s in response.context["cl"].result_list] == ["customer-123"]
+
+
+def test_changelist_filters_on_last_activity(admin_client: Client) -> None:
+    recent = make_session("recent")
+    old = make_session("old")
+    AgentSession.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=60))
+
+    page = admin_client.get(CHANGELIST)
+    last_week = admin_client.get(
+        CHANGELIST, {"updated_at__gte": (timezone.now() - timedelta(days=7)).isoformat()}
+    )
+
+    assert 'id="changelist-filter"' in page.content.decode()
+    assert "By last activity" in page.content.decode()
+    assert [s.pk for s in last_week.context["cl"].result_list] == [recent.pk]
+
+
+def test_changelist_has_a_date_hierarchy_on_last_activity(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.TIME_ZONE = "UTC"  # every backend can draw it without time zone tables
+    session = make_session("dated")
+    year = timezone.localtime(session.updated_at).year
+
+    page = admin_client.get(CHANGELIST)
+    by_year = admin_client.get(CHANGELIST, {"updated_at__year": str(year)})
+    other_year = admin_client.get(CHANGELIST, {"updated_at__year": str(year - 1)})
+
+    assert 'aria-labelledby="date-hierarchy-label"' in page.content.decode()
+    assert [s.pk for s in by_year.context["cl"].result_list] == [session.pk]
+    assert list(other_year.context["cl"].result_list) == []
+
+
+def test_changelist_leaves_out_the_date_hierarchy_when_the_database_cannot_draw_it(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_session("dated")
+    monkeypatch.setattr(ods_admin, "local_dates_supported", lambda alias: False)
+
+    page = admin_client.get(CHANGELIST)
+
+    assert page.status_code == 200
+    assert "date-hierarchy-label" not in page.content.decode()
+    assert len(page.context["cl"].result_list) == 1
+
+
+def test_changelist_sorts_by_message_count(admin_client: Client) -> None:
+    make_session("two", 2)
+    make_session("five", 5)
+    make_session("one", 1)
+
+    response = admin_client.get(CHANGELIST, {"o": "-2"})
+
+    assert [s.session_id for s in response.context["cl"].result_list] == ["five", "two", "one"]
+
+
+# -- change page -----------------------------------------------------------------
+
+
+def test_change_page_shows_the_conversation_in_order_and_readable(admin_client: Client) -> None:
+    session = make_session("chat")
+    AgentMessage.objects.bulk_create(
+        AgentMessage(session=session, data=item)
+        for item in [
+            {"role": "user", "content": "Weather in <Paris>?"},
+            {
+                "type": "function_call",
+                "name": "get_weather",
+                "arguments": '{"city": "Paris"}',
+                "call_id": "call_9",
+            },
+            {"type": "function_call_output", "call_id": "call_9", "output": "18 degrees"},
+            {
+                "role": "assistant",
+                "type": "message",
+                "content": [{"type": "output_text", "text": "It is 18 degrees."}],
+            },
+        ]
+    )
+
+    response = admin_client.get(change_url(session))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert [int(n) for n in ITEM.findall(html)] == [1, 2, 3, 4]
+    order = [
+        html.index(text)
+        for text in (
+            "Weather in &lt;Paris&gt;?",
+            "get_weather({&quot;city&quot;: &quot;Paris&quot;})",
+            '<div class="ods-output">18 degrees</div>',
+            "It is 18 degrees.",
+        )
+    ]
+    assert order == sorted(order)
+    assert '<span class="ods-kind">function_call_output</span>' in html
+    assert "<details><summary>JSON</summary><pre>{\n  &quot;role&quot;: &quot;user&quot;" in html
+    assert "Items 1 to 4 of 4." in html
+
+
+def test_change_page_of_20000_messages_loads_and_shows_one_page(admin_client: Client) -> None:
+    session = make_session("huge", 20_000)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(change_url(session))
+    queries = [q["sql"] for q in captured.captured_queries]
+    last = admin_client.get(change_url(session), {"page": "400"})
+
+    html = response.content.decode()
+    assert [int(n) for n in ITEM.findall(html)] == list(range(1, 51))
+    assert "Items 1 to 50 of 20000." in html
+    assert 'href="?page=400"' in html
+    assert [int(n) for n in ITEM.findall(last.content.decode())] == list(range(19951, 20001))
+    assert "m19999" in last.content.decode() and "m0<" not in last.content.decode()
+    on_messages = [sql for sql in queries if "agent_messages" in sql]
+    item_reads = [sql for sql in on_messages if "COUNT(" not in sql.upper()]
+    assert len(item_reads) == 1 and "LIMIT 50" in item_reads[0]
+    assert len(on_messages) <= 3, on_messages
+
+
+def test_change_page_is_read_only_and_sessions_cannot_be_added(admin_client: Client) -> None:
+    session = make_session("chat", 1)
+    add_url = reverse("admin:openai_django_sessions_agentsession_add")
+
+    page = admin_client.get(change_url(session))
+    post = admin_client.post(change_url(session), {"session_id": "renamed"})
+
+    assert 'name="_save"' not in page.content.decode()
+    assert '<input type="text" name="session_id"' not in page.content.decode()
+    assert post.status_code == 403
+    assert admin_client.get(add_url).status_code == 403
+    assert AgentSession.objects.get().session_id == "chat"
+
+
+def test_messages_have_no_admin_pages(admin_client: Client) -> None:
+    assert admin_client.get("/admin/openai_django_sessions/agentmessage/").status_code == 404
+
+
+# -- deleting ------------------------------------------------------------------------
+
+
+def test_deleting_a_session_deletes_its_messages_without_listing_each_one(
+    admin_client: Client,
+) -> None:
+    session = make_session("doomed", 300)
+    kept = make_session("kept", 2)
+    delete_url = reverse("admin:openai_django_sessions_agentsession_delete", args=[session.pk])
+
+    confirm = admin_client.get(delete_url)
+    done = admin_client.post(delete_url, {"post": "yes"})
+
+    assert "Agent session: doomed (300 messages)" in confirm.content.decode()
+    assert confirm.content.decode().count("m299") == 0
+    assert done.status_code == 302
+    assert list(AgentSession.objects.all()) == [kept]
+    assert AgentMessage.objects.count() == 2
+
+
+def test_delete_selected_action_deletes_sessions_and_their_messages(admin_client: Client) -> None:
+    first, second, kept = make_session("a", 3), make_session("b", 4), make_session("c", 1)
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [first.pk, second.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert list(AgentSession.objects.all()) == [kept]
+    assert AgentMessage.objects.count() == 1
+
+
+# -- permissions ---------------------------------------------------------------------
+
+
+def test_staff_without_view_permission_sees_nothing(staff_client: Client) -> None:
+    session = make_session("secret", 1)
+
+    index = staff_client.get(reverse("admin:index"))
+
+    assert "Agent sessions" not in index.content.decode()
+    assert staff_client.get(CHANGELIST).status_code == 403
+    response = staff_client.get(change_url(session))
+    assert response.status_code == 403
+    assert b"m0" not in response.content
+
+
+def test_staff_with_view_permission_reads_but_cannot_delete(
+    staff_client: Client, django_user_model: Any
+) -> None:
+    session = make_session("visible", 2)
+    grant(staff_client, django_user_model, "view_agentsession")
+    delete_url = reverse("admin:openai_django_sessions_agentsession_delete", args=[session.pk])
+
+    page = staff_client.get(change_url(session))
+
+    assert page.status_code == 200
+    assert ITEM.findall(page.content.decode()) == ["1", "2"]
+    assert 'class="deletelink"' not in page.content.decode()
+    assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert AgentSession.objects.count() == 1
+
+
+def test_staff_with_delete_permission_deletes_the_messages_too(
+    staff_client: Client, django_user_model: Any
+) -> None:
+    session = make_session("gone", 2)
+    grant(staff_client, django_user_model, "view_agentsession", "delete_agentsession")
+    delete_url = reverse("admin:openai_django_sessions_agentsession_delete", args=[session.pk])
+
+    response = staff_client.post(delete_url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert AgentSession.objects.count() == 0 and AgentMessage.objects.count() == 0
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_admin_reads_the_database_named_in_the_setting(admin_client: Client, settings: Any) -> None:
+    make_session("on-default", 1)
+    elsewhere = make_session("on-other", 3, using="other")
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "other"}
+
+    listing = admin_client.get(CHANGELIST)
+    page = admin_client.get(change_url(elsewhere))
+
+    assert [s.session_id for s in listing.context["cl"].result_list] == ["on-other"]
+    assert ITEM.findall(page.content.decode()) == ["1", "2", "3"]
+    assert connections["other"].vendor == connection.vendor
+
+
+def test_admin_checks_and_command_load_without_importing_the_agents_sdk() -> None:
+    code = (
+        "import sys, django; django.setup();"
+        "import openai_django_sessions.admin, openai_django_sessions.checks;"
+        "import openai_django_sessions.management.commands.agent_sessions;"
+        "from openai_django_sessions.checks import check_settings; check_settings();"
+        "print(sorted(m for m in sys.modules if m == 'agents' or m.startswith('agents.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        check=True,
+    )
+
+    assert result.stdout.strip() == "[]"
