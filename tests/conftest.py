@@ -19,22 +19,33 @@ set_tracing_disabled(True)
 T = TypeVar("T")
 
 
+VENDOR = {"sqlite": "sqlite", "postgres": "postgresql", "mysql": "mysql"}[TEST_DB]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "server_db: needs a database server (PostgreSQL or MariaDB), not SQLite"
     )
+    config.addinivalue_line(
+        "markers", "vendor(name): runs only on that database (sqlite, postgresql or mysql)"
+    )
+
+
+def _applies(item: pytest.Item) -> bool:
+    if item.get_closest_marker("server_db") is not None and VENDOR == "sqlite":
+        return False
+    only = item.get_closest_marker("vendor")
+    return only is None or VENDOR in only.args
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Behaviour that only a server has (connections the server drops) is not
-    # run against SQLite: it is deselected there, and runs on the other two.
-    if TEST_DB != "sqlite":
-        return
-    kept = [item for item in items if item.get_closest_marker("server_db") is None]
-    deselected = [item for item in items if item.get_closest_marker("server_db") is not None]
+    # Behaviour that exists on one database only (a server dropping connections,
+    # InnoDB's deadlock detector) is deselected elsewhere, not skipped: each
+    # such test runs on the databases it is about, every time.
+    deselected = [item for item in items if not _applies(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+        items[:] = [item for item in items if _applies(item)]
 
 
 @pytest.fixture(autouse=True)
