@@ -1,0 +1,175 @@
+"""System checks: the OPENAI_DJANGO_SESSIONS setting, and SQLite's journal mode."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.db import connection
+from django.db.utils import ConnectionHandler
+
+from openai_django_sessions import checks
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_absent_or_valid_setting_passes(settings: Any) -> None:
+    del settings.OPENAI_DJANGO_SESSIONS
+    assert checks.check_settings() == []
+    settings.OPENAI_DJANGO_SESSIONS = {
+        "SESSIONS_TABLE": "agent_sessions",
+        "MESSAGES_TABLE": "agent_messages",
+        "DATABASE": "other",
+    }
+    assert checks.check_settings() == []
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": None}
+    assert checks.check_settings() == []
+
+
+def test_setting_that_is_not_a_dict_is_E001(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = [("DATABASE", "default")]
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E001"
+    assert "must be a dict, not list" in error.msg
+    assert error.hint
+
+
+def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABSE": "default", "COLOUR": "blue"}
+
+    errors = checks.check_settings()
+
+    assert ids(errors) == ["openai_django_sessions.E002"] * 2
+    assert "unknown key 'DATABSE'" in errors[0].msg
+    assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
+    assert "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, DATABASE." in errors[1].hint
+
+
+def test_values_of_the_wrong_type_are_E003(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"SESSIONS_TABLE": 5, "DATABASE": ["default"]}
+
+    errors = checks.check_settings()
+
+    assert ids(errors) == ["openai_django_sessions.E003"] * 2
+    assert "['SESSIONS_TABLE'] must be str, not int" in errors[0].msg
+    assert "['DATABASE'] must be str or None, not list" in errors[1].msg
+
+
+@pytest.mark.parametrize(
+    "name", ["agent-sessions", "1sessions", "sessions; DROP TABLE x", "s" * 51, "séances", ""]
+)
+def test_table_name_that_is_not_a_plain_identifier_is_E004(settings: Any, name: str) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"MESSAGES_TABLE": name}
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E004"
+    assert f"['MESSAGES_TABLE'] = {name!r} is not a valid table name" in error.msg
+    assert "letters, digits and underscores" in error.hint
+
+
+def test_same_name_for_both_tables_is_E006(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"MESSAGES_TABLE": "agent_sessions"}
+
+    assert ids(checks.check_settings()) == ["openai_django_sessions.E006"]
+
+
+def test_database_alias_missing_from_DATABASES_is_E005(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "sessions"}
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E005"
+    assert "'sessions', which is not an alias in DATABASES" in error.msg
+    assert "'default', 'other'" in error.hint
+
+
+@pytest.mark.django_db(databases=["default", "other"])  # Django's own checks visit both
+def test_settings_checks_run_with_djangos_check_framework(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "nowhere", "EXTRA": 1}
+
+    found = [m.id for m in run_checks() if m.id.startswith("openai_django_sessions.")]
+
+    assert sorted(found) == ["openai_django_sessions.E002", "openai_django_sessions.E005"]
+
+
+# -- W001: SQLite without WAL ----------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_handler(tmp_path: Path) -> Iterator[ConnectionHandler]:
+    """Connections whose "default" is a fresh SQLite file, in the default journal mode."""
+    handler = ConnectionHandler(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "s.db")}}
+    )
+    yield handler
+    handler.close_all()
+
+
+def test_sqlite_file_without_wal_is_W001_explaining_the_lock_errors(
+    sqlite_handler: ConnectionHandler, tmp_path: Path
+) -> None:
+    [warning] = checks.sqlite_wal_warnings(sqlite_handler["default"])
+
+    assert warning.id == "openai_django_sessions.W001"
+    assert "uses journal_mode=delete, not WAL" in warning.msg
+    assert "database is locked" in warning.hint
+    assert "PRAGMA journal_mode=WAL;" in warning.hint
+
+
+def test_sqlite_file_in_wal_mode_passes(sqlite_handler: ConnectionHandler, tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+
+    assert checks.sqlite_wal_warnings(sqlite_handler["default"]) == []
+
+
+def test_in_memory_sqlite_and_other_backends_are_not_warned() -> None:
+    memory = ConnectionHandler(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    )
+    try:
+        assert checks.sqlite_wal_warnings(memory["default"]) == []
+    finally:
+        memory.close_all()
+    # The test database: WAL on SQLite (tests/settings.py), not SQLite elsewhere.
+    assert checks.sqlite_wal_warnings(connection) == []
+
+
+def test_W001_is_a_database_check_run_by_check_database(
+    sqlite_handler: ConnectionHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checks, "connections", sqlite_handler)
+    stderr = io.StringIO()
+
+    assert checks.check_sqlite_wal(None) == []  # without databases, nothing is connected to
+    assert ids(checks.check_sqlite_wal(None, databases=["other"])) == []
+    call_command("check", "--database", "default", stderr=stderr, stdout=io.StringIO())
+
+    assert "openai_django_sessions.W001" in stderr.getvalue()
+
+
+def test_W001_looks_at_the_database_named_in_the_setting(
+    sqlite_handler: ConnectionHandler, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    monkeypatch.setattr(checks, "connections", sqlite_handler)
+
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "default"}
+    assert ids(checks.check_sqlite_wal(None, databases=["default"])) == [
+        "openai_django_sessions.W001"
+    ]
+    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "elsewhere"}
+    assert checks.check_sqlite_wal(None, databases=["default"]) == []
