@@ -13,7 +13,7 @@ from django.db import connection, connections, transaction
 
 from openai_django_sessions import DjangoSession, transactions
 from openai_django_sessions.models import AgentMessage, AgentSession
-from tests.conftest import in_request
+from tests.conftest import in_request, in_requests
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,3 +103,43 @@ async def test_innodb_deadlock_is_retried(retries):
     assert retries, "the deadlock was retried"
     assert await DjangoSession("contended").get_items() == [{"n": 0}, {"n": 1}]
     assert await AgentMessage.objects.filter(session__session_id="heavy").acount() == 200
+
+
+@contextmanager
+def strict_isolation() -> Iterator[None]:
+    """New connections use the strictest isolation a project may configure."""
+    options = connections["default"].settings_dict["OPTIONS"]
+    saved = dict(options)
+    if connection.vendor == "postgresql":
+        from psycopg import IsolationLevel
+
+        options["isolation_level"] = IsolationLevel.SERIALIZABLE
+    else:
+        options["isolation_level"] = "repeatable read"
+    try:
+        yield
+    finally:
+        options.clear()
+        options.update(saved)
+
+
+@pytest.mark.server_db
+async def test_concurrent_pops_stay_exact_under_strict_isolation(retries):
+    # PostgreSQL SERIALIZABLE aborts the losers of each race with a
+    # serialization failure; they must be run again. MariaDB's REPEATABLE READ
+    # must not let a pop read a snapshot older than the lock it waited for.
+    total = 24
+    await DjangoSession("strict").add_items([{"n": n} for n in range(total)])
+
+    async def pop_until_empty() -> list[int]:
+        session, popped = DjangoSession("strict"), []
+        while (got := await session.pop_item()) is not None:
+            popped.append(got["n"])
+        return popped
+
+    with strict_isolation():
+        results = await in_requests(*(pop_until_empty for _ in range(4)))
+    assert sorted(n for popped in results for n in popped) == list(range(total))
+    assert await AgentMessage.objects.acount() == 0
+    if connection.vendor == "postgresql":
+        assert retries, "serialization failures were retried"
