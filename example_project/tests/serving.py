@@ -44,8 +44,10 @@ def migrate(database_url: str) -> None:
 
 
 @contextmanager
-def uvicorn_server(database_url: str, log: Path) -> Iterator[str]:
-    """Migrate ``database_url``, serve it on a free port and yield the base URL.
+def uvicorn_server(
+    database_url: str, log: Path, *, app: str = "chatsite.asgi:application"
+) -> Iterator[str]:
+    """Migrate ``database_url``, serve ``app`` on it on a free port, yield the base URL.
 
     The server's output goes to ``log``, quoted in the error if it does not start.
     """
@@ -57,7 +59,7 @@ def uvicorn_server(database_url: str, log: Path) -> Iterator[str]:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "chatsite.asgi:application",
+                app,
                 "--host",
                 "127.0.0.1",
                 "--port",
