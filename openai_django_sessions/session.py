@@ -13,6 +13,7 @@ from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
 from django.db import connections, router, transaction
+from django.db.models import QuerySet, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -174,7 +175,7 @@ class DjangoSession(SessionABC):
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
         alias = self._prepare(write=False)
-        rows = self.message_model.objects.using(alias).filter(session__session_id=self.session_id)
+        rows = self._messages(alias)
         if limit is None:
             return transactions.run(
                 alias,
@@ -210,13 +211,7 @@ class DjangoSession(SessionABC):
         def pop() -> TResponseInputItem | None:
             if not self._lock_session(alias):
                 return None
-            newest = (
-                self.message_model.objects.using(alias)
-                .filter(session__session_id=self.session_id)
-                .order_by("-id")
-                .values_list("pk", "data")
-                .first()
-            )
+            newest = self._messages(alias).order_by("-id").values_list("pk", "data").first()
             if newest is None:
                 return None
             self.message_model.objects.using(alias).filter(pk=newest[0]).delete()
@@ -235,6 +230,18 @@ class DjangoSession(SessionABC):
             self._on_commit(alias, signals.session_cleared)
 
         transactions.run(alias, clear)
+
+    def _messages(self, alias: str) -> QuerySet[Any]:
+        """This session's messages.
+
+        Filtered on a subquery for the session's key rather than a join, so
+        the planner walks the ``(session_id, id)`` index from either end
+        instead of fetching and sorting every row of the session.
+        """
+        session_pk = self.session_model.objects.using(alias).filter(session_id=self.session_id)
+        return self.message_model.objects.using(alias).filter(
+            session_id=Subquery(session_pk.values("pk")[:1])
+        )
 
     # Every write starts with one of these two statements on purpose: they take
     # the session row's lock (SQLite's write lock), so writers to one session
