@@ -12,7 +12,7 @@ from datetime import datetime
 
 import openai
 from agents.exceptions import AgentsException
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Min
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -177,8 +177,10 @@ async def _conversation_page(
 ) -> HttpResponse:
     pending = await _refresh_pending(request, session_id)
     items = await agent.session_for(session_id).get_items()
-    stored = await AgentSession.objects.filter(session_id=session_id).aaggregate(
-        last=Max("updated_at")
+    last_activity = (
+        await AgentSession.objects.filter(session_id=session_id)
+        .values_list("updated_at", flat=True)
+        .afirst()
     )
     entries = build_transcript(items)
     said = [entry.text for entry in entries if entry.kind == "user"]
@@ -186,7 +188,7 @@ async def _conversation_page(
         "session_id": session_id,
         "entries": entries,
         "item_count": len(items),
-        "last_activity": stored["last"],
+        "last_activity": last_activity,
         "pending": pending,
         # The SDK stores the user message when the turn starts; until then the
         # page shows it from the visitor's session.
