@@ -41,7 +41,11 @@ class AgentSession(AbstractAgentSession):
 
 
 class AgentMessage(AbstractAgentMessage):
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: the (session, id) index below serves the foreign
+    # key too, and a second one tempts PostgreSQL into sorting whole sessions.
+    session = models.ForeignKey(
+        AgentSession, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
 
     class Meta:
         db_table = conf.messages_table()

@@ -70,7 +70,7 @@ def _build_models(sessions_table: str, messages_table: str) -> ModelPair:
             "__module__": __name__,
             "Meta": type("Meta", (), message_meta),
             "session": models.ForeignKey(
-                session_model, on_delete=models.CASCADE, related_name="messages"
+                session_model, on_delete=models.CASCADE, related_name="messages", db_index=False
             ),
         },
     )

@@ -102,6 +102,11 @@ def session_id_indexes() -> list[list[str]]:
     return [c["columns"] for c in found.values() if c["index"] and not c["primary_key"]]
 
 
+@pytest.mark.django_db
+def test_messages_have_one_index_on_the_session_ordered_by_id():
+    assert [c for c in session_id_indexes() if c[0] == "session_id"] == [["session_id", "id"]]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_fake_initial_adopts_the_seed_tables_and_adds_the_index():
     call_command("migrate", "openai_django_sessions", "zero", verbosity=0)
@@ -120,6 +125,7 @@ def test_fake_initial_adopts_the_seed_tables_and_adds_the_index():
         call_command("migrate", "openai_django_sessions", fake_initial=True, verbosity=0)
 
         assert ["session_id", "id"] in session_id_indexes()
+        assert ["session_id"] not in session_id_indexes()  # the composite one serves
         session = DjangoSession("legacy")
         assert session._get_items(None) == [{"role": "user", "content": "from 0.1"}]
         session._add_items([{"role": "assistant", "content": "from 0.3"}])
