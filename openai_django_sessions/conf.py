@@ -57,6 +57,19 @@ def validate_table_name(name: object, what: str) -> str:
     return name
 
 
+def table_setting(key: str) -> str:
+    """The table name the setting gives for ``key``, for the models and migrations.
+
+    Only its type is enforced here (``TypeError``): a name that is not a plain
+    identifier is reported by the system checks (``E004``) before ``migrate``
+    runs, and ``DjangoSession`` refuses to use it.
+    """
+    value = get(key)
+    if not isinstance(value, str):
+        raise TypeError(f"{SETTING_NAME}[{key!r}] must be a str, not {type(value).__name__}")
+    return value
+
+
 def sessions_table() -> str:
     return validate_table_name(get("SESSIONS_TABLE"), f"{SETTING_NAME}['SESSIONS_TABLE']")
 

@@ -36,7 +36,7 @@ class AbstractAgentMessage(models.Model):
 
 class AgentSession(AbstractAgentSession):
     class Meta:
-        db_table = conf.sessions_table()
+        db_table = conf.table_setting("SESSIONS_TABLE")
         verbose_name = "agent session"
 
 
@@ -48,7 +48,7 @@ class AgentMessage(AbstractAgentMessage):
     )
 
     class Meta:
-        db_table = conf.messages_table()
+        db_table = conf.table_setting("MESSAGES_TABLE")
         verbose_name = "agent message"
         # get_items(limit=N) reads the newest N rows of one session through this.
         indexes = [models.Index(fields=["session", "id"], name="agent_msg_session_id_idx")]

@@ -7,4 +7,7 @@ from tests.settings import *  # noqa: F403
 DATABASES = {  # a throwaway SQLite file named by the test
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["CUSTOM_TABLES_DB"]}
 }
-OPENAI_DJANGO_SESSIONS = {"SESSIONS_TABLE": "chat_threads", "MESSAGES_TABLE": "chat_items"}
+OPENAI_DJANGO_SESSIONS = {
+    "SESSIONS_TABLE": os.environ.get("CUSTOM_SESSIONS_TABLE", "chat_threads"),
+    "MESSAGES_TABLE": "chat_items",
+}

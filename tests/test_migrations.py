@@ -96,6 +96,20 @@ def test_custom_table_names_name_the_tables_and_makemigrations_stays_clean(tmp_p
     assert "agent_sessions" not in names
 
 
+def test_an_invalid_table_name_is_reported_by_the_checks_before_migrate(tmp_path):
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_custom_tables",
+        "CUSTOM_TABLES_DB": str(tmp_path / "bad.sqlite3"),
+        "CUSTOM_SESSIONS_TABLE": "agent-sessions; DROP TABLE x",
+    }
+    migrate = run_manage("migrate", "openai_django_sessions", env=env)
+    assert migrate.returncode != 0
+    assert "openai_django_sessions.E004" in migrate.stderr
+    assert not (tmp_path / "bad.sqlite3").exists() or "agent-sessions" not in (
+        tmp_path / "bad.sqlite3"
+    ).read_bytes().decode("latin-1")
+
+
 def session_id_indexes() -> list[list[str]]:
     with connection.cursor() as cursor:
         found = connection.introspection.get_constraints(cursor, AgentMessage._meta.db_table)

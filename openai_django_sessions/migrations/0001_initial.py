@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             options={
                 "verbose_name": "agent session",
                 # The table name follows the setting, so makemigrations stays clean.
-                "db_table": conf.sessions_table(),
+                "db_table": conf.table_setting("SESSIONS_TABLE"),
             },
         ),
         migrations.CreateModel(
@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name": "agent message",
-                "db_table": conf.messages_table(),
+                "db_table": conf.table_setting("MESSAGES_TABLE"),
             },
         ),
     ]
