@@ -153,7 +153,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
 
     def conversation_context(self, request: HttpRequest, obj: AgentSession) -> dict[str, Any]:
         """The page of the conversation named by ``?page=`` (items oldest first)."""
-        messages = obj.messages.order_by("pk").only("pk", "data", "created_at")
+        messages = obj.messages.order_by("pk").only("pk", "session", "data", "created_at")
         paginator = Paginator(messages, self.conversation_per_page)
         count = getattr(obj, "message_count", None)
         if count is not None:
