@@ -178,7 +178,8 @@ def django_contender() -> Contender:
     @asynccontextmanager
     async def request() -> Any:
         # What Django's ASGI handler does per request: its own thread (so its own
-        # connection), closed at request_finished since CONN_MAX_AGE is 0.
+        # connection), closed at request_finished since CONN_MAX_AGE is 0 (on
+        # PostgreSQL, handed back to the pool).
         async with ThreadSensitiveContext():
             try:
                 yield
@@ -628,12 +629,15 @@ def django_database(db: str, workdir: Path) -> dict[str, Any]:
             },
         }
     if db == "postgres":
+        # Django's own connection pool (psycopg_pool), as an ASGI deployment should
+        # use: each request is a new thread, so without it every request connects.
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": DB_NAME,
             "USER": PG["user"],
             "HOST": PG["host"],
             "PORT": PG["port"],
+            "OPTIONS": {"pool": {"min_size": 4, "max_size": 40}},
         }
     return {
         "ENGINE": "django.db.backends.mysql",

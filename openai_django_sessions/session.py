@@ -17,7 +17,7 @@ from django.db.models import QuerySet, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import conf, signals, tables, transactions
+from . import conf, signals, statements, tables, transactions
 from .items import check_items
 
 T = TypeVar("T")
@@ -211,12 +211,10 @@ class DjangoSession(SessionABC):
         def pop() -> TResponseInputItem | None:
             if not self._lock_session(alias):
                 return None
-            newest = self._messages(alias).order_by("-id").values_list("pk", "data").first()
-            if newest is None:
-                return None
-            self.message_model.objects.using(alias).filter(pk=newest[0]).delete()
-            self._on_commit(alias, signals.session_item_popped, item=newest[1])
-            return newest[1]
+            found, item = self._delete_newest(alias)
+            if found:
+                self._on_commit(alias, signals.session_item_popped, item=item)
+            return item
 
         return transactions.run(alias, pop)
 
@@ -242,6 +240,18 @@ class DjangoSession(SessionABC):
         return self.message_model.objects.using(alias).filter(
             session_id=Subquery(session_pk.values("pk")[:1])
         )
+
+    def _delete_newest(self, alias: str) -> tuple[bool, Any]:
+        """Remove the newest message; ``(found, item)``. Needs the session lock held."""
+        if statements.can_delete_returning(alias):
+            return statements.delete_newest(
+                alias, self.session_model, self.message_model, self.session_id
+            )
+        newest = self._messages(alias).order_by("-id").values_list("pk", "data").first()
+        if newest is None:
+            return False, None
+        self.message_model.objects.using(alias).filter(pk=newest[0]).delete()
+        return True, newest[1]
 
     # Every write starts with one of these two statements on purpose: they take
     # the session row's lock (SQLite's write lock), so writers to one session

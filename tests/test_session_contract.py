@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 from agents.memory import Session, SessionSettings
+from asgiref.sync import sync_to_async
 
-from openai_django_sessions import DjangoSession
+from openai_django_sessions import DjangoSession, statements
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -240,3 +241,36 @@ def test_table_names_must_be_plain_identifiers(name):
         DjangoSession("s", sessions_table=name)
     with pytest.raises(ValueError, match="not a plain SQL identifier"):
         DjangoSession("s", messages_table=name)
+
+
+async def test_pop_without_delete_returning_uses_the_orm_and_keeps_the_contract(monkeypatch):
+    # MySQL has no DELETE ... RETURNING: the ORM path must behave the same.
+    monkeypatch.setattr(statements, "can_delete_returning", lambda alias: False)
+    session = DjangoSession("pop-orm")
+    await session.add_items([msg(1), msg(2)])
+    assert await session.pop_item() == msg(2)
+    assert await session.pop_item() == msg(1)
+    assert await session.pop_item() is None
+    assert await AgentMessage.objects.acount() == 0
+
+
+async def test_pop_with_custom_table_names_uses_those_tables():
+    from openai_django_sessions import tables
+
+    names = {"sessions_table": "pop_sessions", "messages_table": "pop_messages"}
+    session = DjangoSession("pop-custom", create_tables=True, **names)
+    try:
+        await session.add_items([msg(1), msg(2)])
+        assert await session.pop_item() == msg(2)
+        assert await session.get_items() == [msg(1)]
+    finally:
+        await sync_to_async(_drop_tables)(tables.models_for(**names))
+        tables._created.clear()
+
+
+def _drop_tables(pair) -> None:
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        editor.delete_model(pair[1])
+        editor.delete_model(pair[0])
