@@ -13,7 +13,6 @@ from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
 from django.db import connections, router, transaction
-from django.db.models import QuerySet, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -175,20 +174,15 @@ class DjangoSession(SessionABC):
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
         alias = self._prepare(write=False)
-        rows = self._messages(alias)
-        if limit is None:
-            return transactions.run(
-                alias,
-                lambda: list(rows.order_by("id").values_list("data", flat=True)),
-                atomic=False,
-            )
-        newest = transactions.run(
+        if limit == 0:
+            return []
+        return transactions.run(
             alias,
-            lambda: list(rows.order_by("-id").values_list("data", flat=True)[:limit]),
+            lambda: statements.history(
+                alias, self.session_model, self.message_model, self.session_id, limit
+            ),
             atomic=False,
         )
-        newest.reverse()
-        return newest
 
     def _add_items(self, items: list[TResponseInputItem]) -> None:
         alias = self._prepare(write=True)
@@ -229,25 +223,16 @@ class DjangoSession(SessionABC):
 
         transactions.run(alias, clear)
 
-    def _messages(self, alias: str) -> QuerySet[Any]:
-        """This session's messages.
-
-        Filtered on a subquery for the session's key rather than a join, so
-        the planner walks the ``(session_id, id)`` index from either end
-        instead of fetching and sorting every row of the session.
-        """
-        session_pk = self.session_model.objects.using(alias).filter(session_id=self.session_id)
-        return self.message_model.objects.using(alias).filter(
-            session_id=Subquery(session_pk.values("pk")[:1])
-        )
-
     def _delete_newest(self, alias: str) -> tuple[bool, Any]:
         """Remove the newest message; ``(found, item)``. Needs the session lock held."""
         if statements.can_delete_returning(alias):
             return statements.delete_newest(
                 alias, self.session_model, self.message_model, self.session_id
             )
-        newest = self._messages(alias).order_by("-id").values_list("pk", "data").first()
+        rows = statements.messages_of(
+            self.session_model, self.message_model, alias, self.session_id
+        )
+        newest = rows.order_by("-id").values_list("pk", "data").first()
         if newest is None:
             return False, None
         self.message_model.objects.using(alias).filter(pk=newest[0]).delete()
