@@ -313,9 +313,11 @@ FLOOR_DDL = {
 def floor_sql(db: str) -> FloorSQL:
     p = "?" if db == "sqlite" else "%s"
     data = "%s::jsonb" if db == "postgres" else p
+    # A subquery for the session key, not a join: with a join PostgreSQL walks the
+    # primary key backwards over every session's rows instead of the index.
     newest = (
-        f"FROM floor_messages m JOIN floor_sessions s ON s.id = m.session_id "
-        f"WHERE s.session_id = {p} ORDER BY m.id DESC"
+        "FROM floor_messages m WHERE m.session_id = "
+        f"(SELECT id FROM floor_sessions WHERE session_id = {p}) ORDER BY m.id DESC"
     )
     insert_session = (
         f"INSERT INTO floor_sessions (session_id, created_at, updated_at) VALUES ({p}, {p}, {p})"
