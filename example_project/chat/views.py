@@ -7,6 +7,7 @@ A visitor reaches only the conversations listed in their session
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,22 +123,30 @@ async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 async def undo(request: HttpRequest, session_id: str) -> HttpResponse:
     """Remove the last exchange: items back to, and including, the last user message."""
-    await _require_owned(request, session_id)
-    if await visitor.pending_turn(request, session_id):
-        error = "Wait for the reply before undoing."
-        return await _conversation_page(request, session_id, error=error, status=409)
-    await agent.undo_last_exchange(session_id)
-    return redirect("chat:conversation", session_id=session_id)
+    return await _change_history(
+        request, session_id, agent.undo_last_exchange, "Wait for the reply before undoing."
+    )
 
 
 @require_POST
 async def clear(request: HttpRequest, session_id: str) -> HttpResponse:
     """Delete the whole history; the conversation stays in the visitor's list, empty."""
+    return await _change_history(
+        request, session_id, agent.clear_conversation, "Wait for the reply before clearing."
+    )
+
+
+async def _change_history(
+    request: HttpRequest,
+    session_id: str,
+    change: Callable[[str], Awaitable[object]],
+    refusal: str,
+) -> HttpResponse:
+    """Apply ``change`` to the visitor's conversation, unless a background turn is running."""
     await _require_owned(request, session_id)
     if await visitor.pending_turn(request, session_id):
-        error = "Wait for the reply before clearing."
-        return await _conversation_page(request, session_id, error=error, status=409)
-    await agent.clear_conversation(session_id)
+        return await _conversation_page(request, session_id, error=refusal, status=409)
+    await change(session_id)
     return redirect("chat:conversation", session_id=session_id)
 
 
