@@ -1,4 +1,8 @@
-"""End to end: the SDK's Runner reads and writes history through DjangoSession."""
+"""End to end: the SDK's Runner reads and writes history through DjangoSession.
+
+Needs openai-agents 0.22 or newer (``agents.testing``); the oldest-versions leg of
+the test matrix leaves this module out.
+"""
 
 from __future__ import annotations
 
