@@ -274,3 +274,28 @@ def _drop_tables(pair) -> None:
     with connection.schema_editor() as editor:
         editor.delete_model(pair[1])
         editor.delete_model(pair[0])
+
+
+async def test_add_items_is_all_or_nothing_when_the_database_fails_midway(monkeypatch):
+    from django.db import IntegrityError
+    from django.db.models import QuerySet
+
+    real_bulk_create = QuerySet.bulk_create
+
+    def write_one_then_fail(self, objs, *args, **kwargs):
+        objs = list(objs)
+        if self.model is AgentMessage:
+            real_bulk_create(self, objs[:1], *args, **kwargs)  # half of the work lands
+            raise IntegrityError("the server refused the rest")
+        return real_bulk_create(self, objs, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "bulk_create", write_one_then_fail)
+    session = DjangoSession("atomic")
+    with pytest.raises(IntegrityError, match="refused the rest"):
+        await session.add_items([msg(1), msg(2), msg(3)])
+    monkeypatch.undo()
+
+    assert await AgentMessage.objects.acount() == 0
+    assert await AgentSession.objects.acount() == 0  # the session row went with it
+    await session.add_items([msg(4)])
+    assert await session.get_items() == [msg(4)]
