@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
 from django.db import connections
@@ -127,7 +128,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
         sessions = list(objs)
         counts = {session.pk: _message_count(session) for session in sessions}
         summary = [
-            f"{AgentSession._meta.verbose_name.capitalize()}: {s.session_id} "
+            f"{str(AgentSession._meta.verbose_name).capitalize()}: {s.session_id} "
             f"({counts[s.pk]} message{'' if counts[s.pk] == 1 else 's'})"
             for s in sessions
         ]
@@ -146,7 +147,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         context = dict(extra_context or {})
         if self.has_view_permission(request):
-            obj = self.get_object(request, admin.utils.unquote(object_id))
+            obj = self.get_object(request, unquote(object_id))
             if obj is not None:
                 context.update(self.conversation_context(request, obj))
         return super().change_view(request, object_id, form_url, context)

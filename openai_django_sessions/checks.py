@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import conf
+
+if TYPE_CHECKING:
+    from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 ID = "openai_django_sessions"
 TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE")
@@ -117,7 +120,9 @@ def check_sqlite_wal(
 
 def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
     """W001 if ``connection`` is a SQLite file database whose journal mode is not WAL."""
-    if connection.vendor != "sqlite" or connection.is_in_memory_db():
+    if connection.vendor != "sqlite":
+        return []
+    if cast("SQLiteDatabaseWrapper", connection).is_in_memory_db():
         return []
     try:
         with connection.cursor() as cursor:

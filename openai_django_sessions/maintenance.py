@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db import router
 from django.db.models import Count, QuerySet
@@ -17,6 +19,9 @@ from django.utils import timezone
 
 from . import conf, transactions
 from .models import AgentMessage, AgentSession
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -53,12 +58,18 @@ def default_alias(*, write: bool) -> str:
     return route(AgentSession)
 
 
+class MessageCount(TypedDict):
+    """What ``sessions`` annotates each session with."""
+
+    message_count: int
+
+
 def sessions(
     using: str,
     *,
     inactive_for: timedelta | None = None,
     search: str | None = None,
-) -> QuerySet[AgentSession]:
+) -> QuerySet[WithAnnotations[AgentSession, MessageCount]]:
     """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
 
     ``inactive_for`` keeps those whose last activity is older than that;
@@ -104,7 +115,7 @@ def prune(
         batch = list(stale.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not batch:
             return total
-        deleted = transactions.run(using, lambda batch=batch: _delete_batch(using, batch, cutoff))
+        deleted = transactions.run(using, partial(_delete_batch, using, batch, cutoff))
         total = PruneResult(
             sessions=total.sessions + deleted.sessions,
             messages=total.messages + deleted.messages,

@@ -192,9 +192,13 @@ class DjangoSession(SessionABC):
 
         def write() -> None:
             session_pk = self._upsert_session(alias)
-            self.message_model.objects.using(alias).bulk_create(
-                [self.message_model(session_id=session_pk, data=item) for item in checked]
-            )
+            # mypy sees the abstract base, which has no foreign key; every concrete
+            # message model (migrated or built by ``tables``) adds ``session``.
+            messages = [
+                self.message_model(session_id=session_pk, data=item)  # type: ignore[misc]
+                for item in checked
+            ]
+            self.message_model._default_manager.using(alias).bulk_create(messages)
             self._on_commit(alias, signals.session_items_added, items=checked)
 
         transactions.run(alias, write)
@@ -218,7 +222,8 @@ class DjangoSession(SessionABC):
         def clear() -> None:
             if not self._lock_session(alias):
                 return
-            self.session_model.objects.using(alias).filter(session_id=self.session_id).delete()
+            rows = self.session_model._default_manager.using(alias)
+            rows.filter(session_id=self.session_id).delete()
             self._on_commit(alias, signals.session_cleared)
 
         transactions.run(alias, clear)
@@ -235,7 +240,7 @@ class DjangoSession(SessionABC):
         newest = rows.order_by("-id").values_list("pk", "data").first()
         if newest is None:
             return False, None
-        self.message_model.objects.using(alias).filter(pk=newest[0]).delete()
+        self.message_model._default_manager.using(alias).filter(pk=newest[0]).delete()
         return True, newest[1]
 
     # Every write starts with one of these two statements on purpose: they take
@@ -245,12 +250,12 @@ class DjangoSession(SessionABC):
 
     def _lock_session(self, alias: str) -> bool:
         """Bump ``updated_at`` of an existing session row; False if there is none."""
-        rows = self.session_model.objects.using(alias).filter(session_id=self.session_id)
+        rows = self.session_model._default_manager.using(alias).filter(session_id=self.session_id)
         return bool(rows.update(updated_at=timezone.now()))
 
     def _upsert_session(self, alias: str) -> int:
         """Create the session row or bump its ``updated_at``; return its primary key."""
-        manager = self.session_model.objects.using(alias)
+        manager = self.session_model._default_manager.using(alias)
         row = self.session_model(session_id=self.session_id)
         # MySQL's ON DUPLICATE KEY UPDATE takes no conflict target.
         target = connections[alias].features.supports_update_conflicts_with_target

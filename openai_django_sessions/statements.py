@@ -15,13 +15,33 @@ backend, so custom table names are followed.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Protocol, cast
 
 from django.db import connections
-from django.db.models import Model, QuerySet, Subquery
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model, QuerySet, Subquery
 
 # Stands for the session id while the ORM compiles a query; never sent.
 _SESSION_ID = "<session id>"
+
+
+class _Decoder(Protocol):
+    """A field that converts the values its column returns (``JSONField`` does)."""
+
+    def from_db_value(
+        self, value: Any, expression: Any, connection: BaseDatabaseWrapper
+    ) -> Any: ...
+
+
+def _data_field(message_model: type[Model]) -> _Decoder:
+    # The JSONField of AbstractAgentMessage, which every message model derives from.
+    return cast(_Decoder, message_model._meta.get_field("data"))
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column is not None  # a concrete field
+    return field.column
 
 
 def messages_of(
@@ -58,7 +78,7 @@ def history(
 ) -> list[Any]:
     """The session's items, oldest first; with ``limit``, only the newest ``limit``."""
     connection = connections[alias]
-    data_field = message_model._meta.get_field("data")
+    data_field = _data_field(message_model)
     with connection.cursor() as cursor:
         cursor.execute(_history_sql(session_model, message_model, alias, limit), [session_id])
         rows = cursor.fetchall()
@@ -85,8 +105,9 @@ def delete_newest(
     connection = connections[alias]
     quote = connection.ops.quote_name
     messages, message_id = quote(message_model._meta.db_table), quote("id")
-    foreign_key = quote(message_model._meta.get_field("session").column)
-    data_field = message_model._meta.get_field("data")
+    foreign_key = quote(_column(message_model, "session"))
+    data_column = quote(_column(message_model, "data"))
+    data_field = _data_field(message_model)
     session_pk = (
         f"(SELECT {quote('id')} FROM {quote(session_model._meta.db_table)}"
         f" WHERE {quote('session_id')} = %s)"
@@ -95,12 +116,12 @@ def delete_newest(
         sql = (
             f"DELETE FROM {messages} WHERE {message_id} = ("
             f"SELECT {message_id} FROM {messages} WHERE {foreign_key} = {session_pk}"
-            f" ORDER BY {message_id} DESC LIMIT 1) RETURNING {quote(data_field.column)}"
+            f" ORDER BY {message_id} DESC LIMIT 1) RETURNING {data_column}"
         )
     else:  # MariaDB: no subquery on the table being deleted from
         sql = (
             f"DELETE FROM {messages} WHERE {foreign_key} = {session_pk}"
-            f" ORDER BY {message_id} DESC LIMIT 1 RETURNING {quote(data_field.column)}"
+            f" ORDER BY {message_id} DESC LIMIT 1 RETURNING {data_column}"
         )
     with connection.cursor() as cursor:
         cursor.execute(sql, [session_id])

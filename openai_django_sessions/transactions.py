@@ -42,7 +42,7 @@ def is_contention(exc: DatabaseError) -> bool:
         return True
     if getattr(cause, "sqlstate", None) in POSTGRES_CONTENTION:
         return True
-    args = getattr(cause, "args", ())
+    args: tuple[object, ...] = getattr(cause, "args", ())
     return bool(args) and args[0] in MYSQL_CONTENTION
 
 
@@ -52,7 +52,7 @@ def connection_lost(alias: str, exc: DatabaseError) -> bool:
     sqlstate = getattr(cause, "sqlstate", None)
     if sqlstate and sqlstate.startswith(POSTGRES_LOST):
         return True
-    args = getattr(cause, "args", ())
+    args: tuple[object, ...] = getattr(cause, "args", ())
     if args and args[0] in MYSQL_LOST:
         return True
     conn = connections[alias]

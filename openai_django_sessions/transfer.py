@@ -18,8 +18,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol
 
 from django.apps.registry import Apps
 from django.conf import settings
@@ -114,8 +115,14 @@ class _MessageRow(models.Model):
 # -- export -------------------------------------------------------------------
 
 
+class TextSink(Protocol):
+    """Where ``export_sessions`` writes: a text file, ``sys.stdout``, anything with ``write``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
 def export_sessions(
-    stream: TextIO,
+    stream: TextSink,
     *,
     using: str,
     session_ids: Sequence[str] | None = None,
@@ -419,9 +426,7 @@ def import_sessions(
         try:
             replaced = transactions.run(
                 using,
-                lambda record=record: _write(
-                    using, record, existing == "replace", batch_size, vendor
-                ),
+                partial(_write, using, record, existing == "replace", batch_size, vendor),
             )
         except IntegrityError as exc:
             raise TransferError(
@@ -451,7 +456,7 @@ def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, ve
         session_id=record.session_id, created_at=record.created_at, updated_at=record.updated_at
     )
     row.save(using=using, force_insert=True)
-    _MessageRow.objects.using(using).bulk_create(
+    _MessageRow._default_manager.using(using).bulk_create(
         [
             _MessageRow(session_id=row.pk, data=i.data, created_at=i.created_at)
             for i in record.items

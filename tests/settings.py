@@ -1,12 +1,13 @@
 """Test settings: ``TEST_DB`` picks the database (sqlite, postgres or mysql)."""
 
 import os
+from typing import Any
 
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
 # Distinct names let several test runs share one server at once.
 NAME = os.environ.get("TEST_DB_NAME", "openai_django_sessions")
 
-_DATABASES = {
+_DATABASES: dict[str, dict[str, Any]] = {
     "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": f"{NAME}.sqlite3",

@@ -13,7 +13,7 @@ from argparse import ArgumentTypeError
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
@@ -255,7 +255,7 @@ class Command(BaseCommand):
         existing: transfer.Existing = (
             "replace" if replace else "skip" if skip_existing else "refuse"
         )
-        spooled: TextIO | None = None
+        spooled: IO[str] | None = None
         if from_sqlite is not None:
             path = from_sqlite
 
@@ -393,7 +393,7 @@ class _replacing:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __enter__(self) -> TextIO:
+    def __enter__(self) -> IO[str]:
         directory = self.path.resolve().parent
         if not directory.is_dir():
             raise CommandError(f"Cannot write {self.path}: {directory} is not a directory.")
@@ -415,7 +415,7 @@ class _replacing:
             os.unlink(self.temp.name)
 
 
-def _lines(file: str, spooled: TextIO | None) -> Iterator[str]:
+def _lines(file: str, spooled: IO[str] | None) -> Iterator[str]:
     if spooled is not None:
         spooled.seek(0)
         yield from spooled
