@@ -664,7 +664,11 @@ def setup_django(db: str, workdir: Path) -> str:
         DEBUG=False,
         SECRET_KEY="benchmark",
         USE_TZ=True,
-        INSTALLED_APPS=["django.contrib.contenttypes", "openai_django_sessions"],
+        INSTALLED_APPS=[
+            "django.contrib.auth",  # the sessions' owner is a user
+            "django.contrib.contenttypes",
+            "openai_django_sessions",
+        ],
         DATABASES={"default": django_database(db, workdir)},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )

@@ -6,7 +6,7 @@
 ``openai_django_sessions.E003``    a key has a value of the wrong type
 ``openai_django_sessions.E004``    a table name is not a plain SQL identifier
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
-``openai_django_sessions.E006``    both table names are the same
+``openai_django_sessions.E006``    two of the table names are the same
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 =================================  =========================================================
 
@@ -30,10 +30,11 @@ if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 ID = "openai_django_sessions"
-TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE")
+TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE", "USAGE_TABLE")
 TYPES: dict[str, tuple[type, ...]] = {
     "SESSIONS_TABLE": (str,),
     "MESSAGES_TABLE": (str,),
+    "USAGE_TABLE": (str,),
     "DATABASE": (str, type(None)),
 }
 
@@ -83,15 +84,17 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
                     id=f"{ID}.E004",
                 )
             )
-    if tables["SESSIONS_TABLE"] == tables["MESSAGES_TABLE"]:
-        errors.append(
-            Error(
-                f"{name}['SESSIONS_TABLE'] and ['MESSAGES_TABLE'] are both "
-                f"{tables['SESSIONS_TABLE']!r}.",
-                hint="Sessions and messages need a table each; give them different names.",
-                id=f"{ID}.E006",
-            )
-        )
+    for i, first in enumerate(TABLE_KEYS):
+        for second in TABLE_KEYS[i + 1 :]:
+            if tables[first] == tables[second]:
+                errors.append(
+                    Error(
+                        f"{name}[{first!r}] and [{second!r}] are both {tables[first]!r}.",
+                        hint="Sessions, messages and usage need a table each; "
+                        "give them different names.",
+                        id=f"{ID}.E006",
+                    )
+                )
     alias = value.get("DATABASE")
     if isinstance(alias, str) and alias not in connections:
         errors.append(

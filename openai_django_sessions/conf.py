@@ -4,6 +4,7 @@
 OPENAI_DJANGO_SESSIONS = {
     "SESSIONS_TABLE": "agent_sessions",  # read once, when models are imported
     "MESSAGES_TABLE": "agent_messages",  # read once, when models are imported
+    "USAGE_TABLE": "agent_usage",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
 }
 ```
@@ -20,6 +21,7 @@ SETTING_NAME = "OPENAI_DJANGO_SESSIONS"
 DEFAULTS: dict[str, Any] = {
     "SESSIONS_TABLE": "agent_sessions",
     "MESSAGES_TABLE": "agent_messages",
+    "USAGE_TABLE": "agent_usage",
     "DATABASE": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
@@ -76,6 +78,10 @@ def sessions_table() -> str:
 
 def messages_table() -> str:
     return validate_table_name(get("MESSAGES_TABLE"), f"{SETTING_NAME}['MESSAGES_TABLE']")
+
+
+def usage_table() -> str:
+    return validate_table_name(get("USAGE_TABLE"), f"{SETTING_NAME}['USAGE_TABLE']")
 
 
 def database() -> str | None:

@@ -1,11 +1,14 @@
-"""The two tables: one row per conversation, one row per stored item.
+"""The tables: one row per conversation, one per stored item, one per usage recording.
 
 The abstract bases let a project (or ``create_tables=True`` with custom table
-names) build the same schema under other table names.
+names) build the conversation and message tables under other names. They hold
+only the columns tables created by 0.1/0.2 have, so such tables keep working;
+owner, title, metadata and fork details live on the migrated ``AgentSession``.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from . import conf
@@ -35,9 +38,29 @@ class AbstractAgentMessage(models.Model):
 
 
 class AgentSession(AbstractAgentSession):
+    # No index of its own: the (owner, -updated_at) index below serves the
+    # foreign key too, and a second one could tempt a planner into sorting.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="agent_sessions",
+        db_index=False,
+    )
+    title = models.CharField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    # A plain value, not a foreign key: it survives the source's deletion and
+    # names a source stored on another database just as well.
+    forked_from = models.CharField(max_length=255, blank=True, default="")
+    # The id of the source's last message copied; None: not a fork, or an empty one.
+    forked_from_item = models.BigIntegerField(null=True, blank=True)
+
     class Meta:
         db_table = conf.table_setting("SESSIONS_TABLE")
         verbose_name = "agent session"
+        # "This owner's conversations, most recent first" reads this index in order.
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="agent_session_owner_idx")]
 
 
 class AgentMessage(AbstractAgentMessage):
@@ -52,3 +75,32 @@ class AgentMessage(AbstractAgentMessage):
         verbose_name = "agent message"
         # get_items(limit=N) reads the newest N rows of one session through this.
         indexes = [models.Index(fields=["session", "id"], name="agent_msg_session_id_idx")]
+
+
+class AgentUsage(models.Model):
+    """One recording of token usage: a run's delta, stored with the items it produced."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(
+        AgentSession, on_delete=models.CASCADE, related_name="usage", db_index=False
+    )
+    requests = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    # Whatever else the SDK reported that has no column, so nothing reported is lost.
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = conf.table_setting("USAGE_TABLE")
+        verbose_name = "agent usage"
+        verbose_name_plural = "agent usage"
+        # As for messages: one (session, id) index serves the foreign key and
+        # reading a session's recordings in order.
+        indexes = [models.Index(fields=["session", "id"], name="agent_usage_session_idx")]
+
+    def __str__(self) -> str:
+        return f"usage #{self.pk}: {self.total_tokens} tokens"

@@ -91,6 +91,11 @@ class _SessionRow(models.Model):
     session_id = models.CharField(max_length=255)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    # The columns have no database default: every insert gives them a value.
+    title = models.CharField(max_length=255, default="")
+    metadata = models.JSONField(default=dict)
+    forked_from = models.CharField(max_length=255, default="")
+    forked_from_item = models.BigIntegerField(null=True, default=None)
 
     class Meta:
         app_label = AgentSession._meta.app_label

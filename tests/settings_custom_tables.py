@@ -10,4 +10,5 @@ DATABASES = {  # a throwaway SQLite file named by the test
 OPENAI_DJANGO_SESSIONS = {
     "SESSIONS_TABLE": os.environ.get("CUSTOM_SESSIONS_TABLE", "chat_threads"),
     "MESSAGES_TABLE": "chat_items",
+    "USAGE_TABLE": "chat_usage",
 }

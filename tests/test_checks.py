@@ -29,6 +29,7 @@ def test_absent_or_valid_setting_passes(settings: Any) -> None:
     settings.OPENAI_DJANGO_SESSIONS = {
         "SESSIONS_TABLE": "agent_sessions",
         "MESSAGES_TABLE": "agent_messages",
+        "USAGE_TABLE": "agent_usage",
         "DATABASE": "other",
     }
     assert checks.check_settings() == []
@@ -54,36 +55,55 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert ids(errors) == ["openai_django_sessions.E002"] * 2
     assert "unknown key 'DATABSE'" in errors[0].msg
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
-    assert "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, DATABASE." in errors[1].hint
+    assert "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, DATABASE." in errors[1].hint
 
 
 def test_values_of_the_wrong_type_are_E003(settings: Any) -> None:
-    settings.OPENAI_DJANGO_SESSIONS = {"SESSIONS_TABLE": 5, "DATABASE": ["default"]}
+    settings.OPENAI_DJANGO_SESSIONS = {
+        "SESSIONS_TABLE": 5,
+        "USAGE_TABLE": None,
+        "DATABASE": ["default"],
+    }
 
     errors = checks.check_settings()
 
-    assert ids(errors) == ["openai_django_sessions.E003"] * 2
+    assert ids(errors) == ["openai_django_sessions.E003"] * 3
     assert "['SESSIONS_TABLE'] must be str, not int" in errors[0].msg
-    assert "['DATABASE'] must be str or None, not list" in errors[1].msg
+    assert "['USAGE_TABLE'] must be str, not NoneType" in errors[1].msg
+    assert "['DATABASE'] must be str or None, not list" in errors[2].msg
 
 
 @pytest.mark.parametrize(
     "name", ["agent-sessions", "1sessions", "sessions; DROP TABLE x", "s" * 51, "séances", ""]
 )
-def test_table_name_that_is_not_a_plain_identifier_is_E004(settings: Any, name: str) -> None:
-    settings.OPENAI_DJANGO_SESSIONS = {"MESSAGES_TABLE": name}
+@pytest.mark.parametrize("key", ["SESSIONS_TABLE", "MESSAGES_TABLE", "USAGE_TABLE"])
+def test_table_name_that_is_not_a_plain_identifier_is_E004(
+    settings: Any, name: str, key: str
+) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {key: name}
 
     [error] = checks.check_settings()
 
     assert error.id == "openai_django_sessions.E004"
-    assert f"['MESSAGES_TABLE'] = {name!r} is not a valid table name" in error.msg
+    assert f"[{key!r}] = {name!r} is not a valid table name" in error.msg
     assert "letters, digits and underscores" in error.hint
 
 
-def test_same_name_for_both_tables_is_E006(settings: Any) -> None:
-    settings.OPENAI_DJANGO_SESSIONS = {"MESSAGES_TABLE": "agent_sessions"}
+@pytest.mark.parametrize(
+    ("setting", "pair"),
+    [
+        ({"MESSAGES_TABLE": "agent_sessions"}, "['SESSIONS_TABLE'] and ['MESSAGES_TABLE']"),
+        ({"USAGE_TABLE": "agent_sessions"}, "['SESSIONS_TABLE'] and ['USAGE_TABLE']"),
+        ({"USAGE_TABLE": "agent_messages"}, "['MESSAGES_TABLE'] and ['USAGE_TABLE']"),
+    ],
+)
+def test_same_name_for_two_tables_is_E006(settings: Any, setting: dict, pair: str) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = setting
 
-    assert ids(checks.check_settings()) == ["openai_django_sessions.E006"]
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E006"
+    assert pair in error.msg
 
 
 def test_database_alias_missing_from_DATABASES_is_E005(settings: Any) -> None:

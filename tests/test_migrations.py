@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from openai_django_sessions import DjangoSession
-from openai_django_sessions.models import AgentMessage
+from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,8 +92,8 @@ def test_custom_table_names_name_the_tables_and_makemigrations_stays_clean(tmp_p
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     with sqlite3.connect(tmp_path / "custom.sqlite3") as db:
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"chat_threads", "chat_items"} <= names
-    assert "agent_sessions" not in names
+    assert {"chat_threads", "chat_items", "chat_usage"} <= names
+    assert not {"agent_sessions", "agent_messages", "agent_usage"} & names
 
 
 def test_an_invalid_table_name_is_reported_by_the_checks_before_migrate(tmp_path):
@@ -110,10 +110,60 @@ def test_an_invalid_table_name_is_reported_by_the_checks_before_migrate(tmp_path
     ).read_bytes().decode("latin-1")
 
 
-def session_id_indexes() -> list[list[str]]:
+def indexes(table: str) -> list[list[str]]:
     with connection.cursor() as cursor:
-        found = connection.introspection.get_constraints(cursor, AgentMessage._meta.db_table)
+        found = connection.introspection.get_constraints(cursor, table)
     return [c["columns"] for c in found.values() if c["index"] and not c["primary_key"]]
+
+
+def session_id_indexes() -> list[list[str]]:
+    return indexes(AgentMessage._meta.db_table)
+
+
+def columns(table: str) -> set[str]:
+    with connection.cursor() as cursor:
+        return {c.name for c in connection.introspection.get_table_description(cursor, table)}
+
+
+OWNER_COLUMNS = {"owner_id", "title", "metadata", "forked_from", "forked_from_item"}
+USAGE_COLUMNS = {
+    "id",
+    "session_id",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "details",
+    "created_at",
+}
+
+
+def assert_owner_usage_forks_schema() -> None:
+    assert columns(AgentSession._meta.db_table) >= OWNER_COLUMNS
+    assert columns(AgentUsage._meta.db_table) == USAGE_COLUMNS
+    assert ["owner_id", "updated_at"] in indexes(AgentSession._meta.db_table)
+    assert ["owner_id"] not in indexes(AgentSession._meta.db_table)  # the composite one serves
+    assert ["session_id", "id"] in indexes(AgentUsage._meta.db_table)
+    # The (session, id) index serves the foreign key: no second one on session_id.
+    assert ["session_id"] not in indexes(AgentUsage._meta.db_table)
+
+
+@pytest.mark.django_db
+def test_migrations_add_owner_title_metadata_forks_and_the_usage_table():
+    assert_owner_usage_forks_schema()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_owner_usage_forks_migration_reverses_and_reapplies():
+    call_command("migrate", "openai_django_sessions", "0002", verbosity=0)
+    try:
+        assert not OWNER_COLUMNS & columns(AgentSession._meta.db_table)
+        assert AgentUsage._meta.db_table not in connection.introspection.table_names()
+    finally:
+        call_command("migrate", "openai_django_sessions", verbosity=0)
+    assert_owner_usage_forks_schema()
 
 
 @pytest.mark.django_db
@@ -122,7 +172,7 @@ def test_messages_have_one_index_on_the_session_ordered_by_id():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fake_initial_adopts_the_seed_tables_and_adds_the_index():
+def test_fake_initial_adopts_the_seed_tables_then_migrate_adds_the_rest():
     call_command("migrate", "openai_django_sessions", "zero", verbosity=0)
     try:
         with connection.cursor() as cursor:
@@ -140,6 +190,10 @@ def test_fake_initial_adopts_the_seed_tables_and_adds_the_index():
 
         assert ["session_id", "id"] in session_id_indexes()
         assert ["session_id"] not in session_id_indexes()  # the composite one serves
+        assert_owner_usage_forks_schema()
+        legacy = AgentSession.objects.get(session_id="legacy")
+        assert (legacy.owner, legacy.title, legacy.metadata) == (None, "", {})
+        assert (legacy.forked_from, legacy.forked_from_item) == ("", None)
         session = DjangoSession("legacy")
         assert session._get_items(None) == [{"role": "user", "content": "from 0.1"}]
         session._add_items([{"role": "assistant", "content": "from 0.3"}])

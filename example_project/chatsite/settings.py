@@ -26,6 +26,9 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [
 ]
 
 INSTALLED_APPS = [
+    # openai_django_sessions stores each conversation's owner: the user model.
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
     "django.contrib.sessions",
     "openai_django_sessions",
     "chat",
