@@ -2,8 +2,8 @@
 conversation read-only, a page at a time.
 
 Sessions are written by agents, not people: nothing can be added or edited
-here. Deleting a session deletes its messages. With
-``OPENAI_DJANGO_SESSIONS["DATABASE"]`` set, every query goes to that alias.
+here. Deleting a session deletes its messages. Queries go to the alias that
+``routing.alias_for`` picks (the ``DATABASE`` setting, else the routers).
 On MySQL/MariaDB without time zone tables the date hierarchy is left out.
 """
 
@@ -23,7 +23,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import conf, display
+from . import display, routing
 from .models import AgentMessage, AgentSession
 
 
@@ -96,8 +96,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
         # One query for the whole changelist page, counts included.
         queryset = super().get_queryset(request).annotate(message_count=Count("messages"))
-        alias = conf.database()
-        return queryset.using(alias) if alias else queryset
+        return queryset.using(routing.alias_for(AgentSession, write=False))
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:

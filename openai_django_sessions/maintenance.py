@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db import router
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from . import conf, transactions
+from . import transactions
 from .models import AgentMessage, AgentSession
 
 if TYPE_CHECKING:
@@ -47,15 +46,6 @@ def parse_duration(text: str) -> timedelta:
     if duration <= timedelta(0):
         raise ValueError(f"{text!r} is zero; give a duration longer than that")
     return duration
-
-
-def default_alias(*, write: bool) -> str:
-    """The alias sessions live on: ``OPENAI_DJANGO_SESSIONS["DATABASE"]``, else the routers."""
-    configured = conf.database()
-    if configured:
-        return str(configured)
-    route = router.db_for_write if write else router.db_for_read
-    return route(AgentSession)
 
 
 class MessageCount(TypedDict):

@@ -12,11 +12,10 @@ from agents.items import TResponseInputItem
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 from django.dispatch import Signal
-from django.utils import timezone
 
-from . import conf, signals, statements, tables, transactions
+from . import routing, signals, storage, tables, transactions
 from .items import check_items
 
 T = TypeVar("T")
@@ -157,117 +156,60 @@ class DjangoSession(SessionABC):
 
     # -- the work, run in a worker thread ---------------------------------------
 
-    def _alias(self, *, write: bool) -> str:
-        if self.using:
-            return self.using
-        configured = conf.database()
-        if configured:
-            return str(configured)
-        route = router.db_for_write if write else router.db_for_read
-        return route(self.session_model)
-
-    def _prepare(self, *, write: bool) -> str:
-        alias = self._alias(write=write)
+    def _storage(self, *, write: bool) -> storage.Storage:
+        alias = routing.alias_for(
+            self.session_model, write=write, session_id=self.session_id, using=self.using
+        )
         if self.create_tables:
             tables.ensure_tables(alias, (self.session_model, self.message_model))
-        return alias
+        return storage.storage_for(self.session_model, self.message_model, alias)
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
-        alias = self._prepare(write=False)
+        store = self._storage(write=False)
         if limit == 0:
             return []
         return transactions.run(
-            alias,
-            lambda: statements.history(
-                alias, self.session_model, self.message_model, self.session_id, limit
-            ),
+            store.alias,
+            partial(store.history, session_id=self.session_id, limit=limit),
             atomic=False,
         )
 
     def _add_items(self, items: list[TResponseInputItem]) -> None:
-        alias = self._prepare(write=True)
-        checked = check_items(items, vendor=connections[alias].vendor)
+        store = self._storage(write=True)
+        checked = check_items(items, vendor=store.vendor)
         if not checked:
             return
 
         def write() -> None:
-            session_pk = self._upsert_session(alias)
-            # mypy sees the abstract base, which has no foreign key; every concrete
-            # message model (migrated or built by ``tables``) adds ``session``.
-            messages = [
-                self.message_model(session_id=session_pk, data=item)  # type: ignore[misc]
-                for item in checked
-            ]
-            self.message_model._default_manager.using(alias).bulk_create(messages)
-            self._on_commit(alias, signals.session_items_added, items=checked)
+            session_pk = store.upsert_session(session_id=self.session_id)
+            store.insert_messages(session_pk=session_pk, rows=[{"data": item} for item in checked])
+            self._on_commit(store.alias, signals.session_items_added, items=checked)
 
-        transactions.run(alias, write)
+        transactions.run(store.alias, write)
 
     def _pop_item(self) -> TResponseInputItem | None:
-        alias = self._prepare(write=True)
+        store = self._storage(write=True)
 
         def pop() -> TResponseInputItem | None:
-            if not self._lock_session(alias):
+            if not store.lock_session(session_id=self.session_id):
                 return None
-            found, item = self._delete_newest(alias)
+            found, item = store.pop_newest(session_id=self.session_id)
             if found:
-                self._on_commit(alias, signals.session_item_popped, item=item)
+                self._on_commit(store.alias, signals.session_item_popped, item=item)
             return item
 
-        return transactions.run(alias, pop)
+        return transactions.run(store.alias, pop)
 
     def _clear_session(self) -> None:
-        alias = self._prepare(write=True)
+        store = self._storage(write=True)
 
         def clear() -> None:
-            if not self._lock_session(alias):
+            if not store.lock_session(session_id=self.session_id):
                 return
-            rows = self.session_model._default_manager.using(alias)
-            rows.filter(session_id=self.session_id).delete()
-            self._on_commit(alias, signals.session_cleared)
+            store.delete_session(session_id=self.session_id)
+            self._on_commit(store.alias, signals.session_cleared)
 
-        transactions.run(alias, clear)
-
-    def _delete_newest(self, alias: str) -> tuple[bool, Any]:
-        """Remove the newest message; ``(found, item)``. Needs the session lock held."""
-        if statements.can_delete_returning(alias):
-            return statements.delete_newest(
-                alias, self.session_model, self.message_model, self.session_id
-            )
-        rows = statements.messages_of(
-            self.session_model, self.message_model, alias, self.session_id
-        )
-        newest = rows.order_by("-id").values_list("pk", "data").first()
-        if newest is None:
-            return False, None
-        self.message_model._default_manager.using(alias).filter(pk=newest[0]).delete()
-        return True, newest[1]
-
-    # Every write starts with one of these two statements on purpose: they take
-    # the session row's lock (SQLite's write lock), so writers to one session
-    # serialize there instead of deadlocking later, and a pop that waited for
-    # another sees the rows that one left.
-
-    def _lock_session(self, alias: str) -> bool:
-        """Bump ``updated_at`` of an existing session row; False if there is none."""
-        rows = self.session_model._default_manager.using(alias).filter(session_id=self.session_id)
-        return bool(rows.update(updated_at=timezone.now()))
-
-    def _upsert_session(self, alias: str) -> int:
-        """Create the session row or bump its ``updated_at``; return its primary key."""
-        manager = self.session_model._default_manager.using(alias)
-        row = self.session_model(session_id=self.session_id)
-        # MySQL's ON DUPLICATE KEY UPDATE takes no conflict target.
-        target = connections[alias].features.supports_update_conflicts_with_target
-        manager.bulk_create(
-            [row],
-            update_conflicts=True,
-            unique_fields=["session_id"] if target else None,
-            update_fields=["updated_at"],
-        )
-        if row.pk is None:  # backends that cannot return ids from an upsert
-            row.pk = manager.filter(session_id=self.session_id).values_list("pk", flat=True).get()
-        return int(row.pk)
+        transactions.run(store.alias, clear)
 
     def _on_commit(self, alias: str, signal: Signal, **kwargs: Any) -> None:
         if signal.has_listeners(DjangoSession):

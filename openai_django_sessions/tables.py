@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
+from typing import Any, cast
 
 from django.apps.registry import Apps
 from django.db import DatabaseError, connections, models
@@ -52,29 +54,66 @@ def models_for(sessions_table: str | None, messages_table: str | None) -> ModelP
 
 def _build_models(sessions_table: str, messages_table: str) -> ModelPair:
     digest = hashlib.sha1(f"{sessions_table}.{messages_table}".encode()).hexdigest()[:10]
-    meta = {"app_label": "openai_django_sessions", "apps": _private_apps}
-    session_model = type(
-        f"AgentSession_{digest}",
-        (AbstractAgentSession,),
-        {"__module__": __name__, "Meta": type("Meta", (), {**meta, "db_table": sessions_table})},
+    session_model = _copy_model(AgentSession, sessions_table, digest, "agent_ses", {})
+    message_model = _copy_model(
+        AgentMessage, messages_table, digest, "agent_msg", {AgentSession: session_model}
     )
-    message_meta = {
-        **meta,
-        "db_table": messages_table,
-        "indexes": [models.Index(fields=["session", "id"], name=f"agent_msg_{digest}_idx")],
+    return cast(type[AbstractAgentSession], session_model), cast(
+        type[AbstractAgentMessage], message_model
+    )
+
+
+def _copy_model(
+    model: type[models.Model],
+    table: str,
+    digest: str,
+    prefix: str,
+    retarget: dict[type[models.Model], type[models.Model]],
+) -> type[models.Model]:
+    """``model`` under another table name, read from its ``_meta``: same bases, fields, indexes.
+
+    The foreign key the concrete model declares beyond its abstract base (the
+    message's) is copied, pointing at ``retarget``'s model instead; index
+    and constraint names get ``prefix`` and ``digest`` so that they stay unique
+    per database.
+    """
+    base = cast(type[models.Model], model.__bases__[0])
+    inherited = {field.name for field in base._meta.fields}
+    attrs: dict[str, Any] = {"__module__": __name__}
+    for field in model._meta.local_fields:
+        # Only the foreign key between the pair: the migrated session's other
+        # fields (owner, title...) are columns that 0.1/0.2 custom tables lack.
+        if field.name in inherited or field.auto_created or field.related_model not in retarget:
+            continue
+        name, _, args, kwargs = field.deconstruct()
+        if field.related_model is not None:
+            kwargs["to"] = retarget[cast(type[models.Model], field.related_model)]
+        attrs[name] = type(field)(*args, **kwargs)
+    meta: dict[str, Any] = {
+        "app_label": model._meta.app_label,
+        "apps": _private_apps,
+        "db_table": table,
+        "indexes": _renamed(
+            [i for i in model._meta.indexes if _covers(i.fields, inherited | set(attrs))],
+            f"{prefix}_{digest}_idx",
+        ),
+        "constraints": _renamed(model._meta.constraints, f"{prefix}_{digest}_con"),
     }
-    message_model = type(
-        f"AgentMessage_{digest}",
-        (AbstractAgentMessage,),
-        {
-            "__module__": __name__,
-            "Meta": type("Meta", (), message_meta),
-            "session": models.ForeignKey(
-                session_model, on_delete=models.CASCADE, related_name="messages", db_index=False
-            ),
-        },
-    )
-    return session_model, message_model
+    attrs["Meta"] = type("Meta", (), meta)
+    return type(f"{model.__name__}_{digest}", (base,), attrs)
+
+
+def _covers(fields: Sequence[str], names: set[str]) -> bool:
+    return all(field.lstrip("-") in names | {"id"} for field in fields)
+
+
+def _renamed(items: Sequence[Any], name: str) -> list[Any]:
+    copies = []
+    for number, item in enumerate(items):
+        copy = item.clone()
+        copy.name = name if number == 0 else f"{name}{number}"
+        copies.append(copy)
+    return copies
 
 
 def ensure_tables(alias: str, pair: ModelPair) -> None:

@@ -5,8 +5,11 @@ The JSON Lines format has one session per line::
     {"session_id": "...", "created_at": "<ISO 8601>", "updated_at": "<ISO 8601>",
      "items": [{"data": {...the SDK item...}, "created_at": "<ISO 8601>"}, ...]}
 
-Items are in conversation order. Export then import gives back the same items,
-in the same order, with the same timestamps. On import ``created_at`` and
+Items are in conversation order. The keys are the models' fields (``_meta``):
+every concrete field of the session row but its primary key, and of each
+message but its primary key and session, so a field added to a model is
+exported and imported with no change here. Export then import gives back the
+same items, in the same order, with the same timestamps. On import ``created_at`` and
 ``updated_at`` may be left out (they become the time of the import), and a
 timestamp without an offset is read as UTC, as the SDK's SQLite files store them.
 """
@@ -17,24 +20,24 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from uuid import UUID
 
-from django.apps.registry import Apps
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
-from . import transactions
+from . import storage, transactions
 from .items import check_items
 from .models import AgentMessage, AgentSession
 
 Existing = Literal["refuse", "replace", "skip"]
 
-RECORD_KEYS = {"session_id", "created_at", "updated_at", "items"}
-ITEM_KEYS = {"data", "created_at"}
 MAX_REPORTED_PROBLEMS = 20
 
 
@@ -52,16 +55,25 @@ class ExistingSessionsError(TransferError):
 
 @dataclass
 class StoredItem:
-    data: dict[str, Any]
-    created_at: datetime
+    """One message: its values by field ``attname`` (``data`` always, a JSON object)."""
+
+    values: dict[str, Any]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.values["data"]  # type: ignore[no-any-return]
 
 
 @dataclass
 class SessionRecord:
-    session_id: str
-    created_at: datetime
-    updated_at: datetime
+    """One session: its row's values by field ``attname`` (``session_id`` always), its items."""
+
+    values: dict[str, Any]
     items: list[StoredItem] = field(default_factory=list)
+
+    @property
+    def session_id(self) -> str:
+        return self.values["session_id"]  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -81,40 +93,15 @@ class TransferResult:
     replaced: int = 0
 
 
-# Import-only twins of the two models, on the same tables. Their timestamps are
-# plain fields: auto_now/auto_now_add would overwrite the ones being imported.
-_twins = Apps()
+def session_fields() -> list[models.Field[Any, Any]]:
+    """The session row's fields a record carries: every concrete one but the primary key."""
+    return storage.columns(AgentSession)
 
 
-class _SessionRow(models.Model):
-    id = models.BigAutoField(primary_key=True)
-    session_id = models.CharField(max_length=255)
-    created_at = models.DateTimeField()
-    updated_at = models.DateTimeField()
-    # The columns have no database default: every insert gives them a value.
-    title = models.CharField(max_length=255, default="")
-    metadata = models.JSONField(default=dict)
-    forked_from = models.CharField(max_length=255, default="")
-    forked_from_item = models.BigIntegerField(null=True, default=None)
-
-    class Meta:
-        app_label = AgentSession._meta.app_label
-        apps = _twins
-        managed = False
-        db_table = AgentSession._meta.db_table
-
-
-class _MessageRow(models.Model):
-    id = models.BigAutoField(primary_key=True)
-    session = models.ForeignKey(_SessionRow, on_delete=models.DO_NOTHING, db_constraint=False)
-    data = models.JSONField()
-    created_at = models.DateTimeField()
-
-    class Meta:
-        app_label = AgentMessage._meta.app_label
-        apps = _twins
-        managed = False
-        db_table = AgentMessage._meta.db_table
+def item_fields() -> list[models.Field[Any, Any]]:
+    """An item's fields: every concrete one of the message but the primary key and the session."""
+    session = storage.session_key(AgentMessage, AgentSession)
+    return [f for f in storage.columns(AgentMessage) if f is not session]
 
 
 # -- export -------------------------------------------------------------------
@@ -152,17 +139,14 @@ def export_sessions(
             )
         queryset = queryset.filter(session_id__in=wanted)
     result = TransferResult()
+    fields = session_fields()
     for session in _in_batches(queryset, batch_size):
-        head = {
-            "session_id": session.session_id,
-            "created_at": _iso(session.created_at),
-            "updated_at": _iso(session.updated_at),
-        }
+        head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
         # The record is written in pieces, items as they are read: "]}" closes it.
         stream.write(_dumps(head)[:-1] + ',"items":[')
         first = True
-        for data, created_at in _items_in_batches(using, session.pk, batch_size):
-            item = _dumps({"data": data, "created_at": _iso(created_at)})
+        for values in _items_in_batches(using, session.pk, batch_size):
+            item = _dumps({name: _to_json(value) for name, value in values.items()})
             stream.write(item if first else "," + item)
             first = False
             result.items += 1
@@ -193,18 +177,17 @@ def _in_batches(queryset: models.QuerySet[AgentSession], size: int) -> Iterator[
         last_pk = batch[-1].pk
 
 
-def _items_in_batches(
-    using: str, session_pk: int, size: int
-) -> Iterator[tuple[dict[str, Any], datetime]]:
+def _items_in_batches(using: str, session_pk: int, size: int) -> Iterator[dict[str, Any]]:
     rows = AgentMessage.objects.using(using).filter(session_id=session_pk)
+    names = [f.attname for f in item_fields()]
     last_pk = 0
     while True:
         page = rows.filter(pk__gt=last_pk).order_by("pk")
-        batch = list(page.values_list("pk", "data", "created_at")[:size])
+        batch = list(page.values_list("pk", *names)[:size])
         if not batch:
             return
-        for _, data, created_at in batch:
-            yield data, created_at
+        for row in batch:
+            yield dict(zip(names, row[1:], strict=True))
         last_pk = batch[-1][0]
 
 
@@ -254,9 +237,11 @@ def read_sdk_sqlite(
             where = f"session {session_id!r}"
             try:
                 record = SessionRecord(
-                    session_id=_session_id(session_id),
-                    created_at=_timestamp(created_at, "created_at"),
-                    updated_at=_timestamp(updated_at, "updated_at"),
+                    values={
+                        "session_id": _session_id(session_id),
+                        "created_at": _timestamp(created_at, "created_at"),
+                        "updated_at": _timestamp(updated_at, "updated_at"),
+                    }
                 )
                 for message_id, text, stamp in db.execute(
                     f"SELECT id, message_data, created_at FROM {messages} "
@@ -305,38 +290,67 @@ def _sdk_item(message_id: int, text: object, stamp: object) -> StoredItem:
         raise ValueError(f"message {message_id} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"message {message_id} is not a JSON object")
-    return StoredItem(data=data, created_at=_timestamp(stamp, f"message {message_id} created_at"))
+    created_at = _timestamp(stamp, f"message {message_id} created_at")
+    return StoredItem(values={"data": data, "created_at": created_at})
 
 
 def _record_from_json(value: object) -> SessionRecord:
     if not isinstance(value, dict):
         raise ValueError("a line must be a JSON object with session_id and items")
-    unknown = sorted(set(value) - RECORD_KEYS)
+    fields = {f.attname: f for f in session_fields()}
+    unknown = sorted(set(value) - set(fields) - {"items"})
     if unknown:
         raise ValueError(f"unknown key {_quote_list(unknown)}")
     if "session_id" not in value or "items" not in value:
         raise ValueError("session_id and items are required")
-    created_at = _timestamp(value.get("created_at"), "created_at")
+    values = _values_from_json(value, fields, "")
     items = value["items"]
     if not isinstance(items, list):
         raise ValueError("items must be a list")
     return SessionRecord(
-        session_id=_session_id(value["session_id"]),
-        created_at=created_at,
-        updated_at=_timestamp(value.get("updated_at"), "updated_at"),
+        values={**values, "session_id": _session_id(value["session_id"])},
         items=[_item_from_json(index, item) for index, item in enumerate(items)],
     )
 
 
 def _item_from_json(index: int, value: object) -> StoredItem:
-    if not isinstance(value, dict) or "data" not in value or set(value) - ITEM_KEYS:
-        raise ValueError(f'items[{index}] must be an object {{"data": ..., "created_at": ...}}')
+    fields = {f.attname: f for f in item_fields()}
+    if not isinstance(value, dict) or "data" not in value or set(value) - set(fields):
+        keys = ", ".join(f'"{name}": ...' for name in fields)
+        raise ValueError(f"items[{index}] must be an object {{{keys}}}")
     if not isinstance(value["data"], dict):
         raise ValueError(f"items[{index}].data must be a JSON object")
-    return StoredItem(
-        data=value["data"],
-        created_at=_timestamp(value.get("created_at"), f"items[{index}].created_at"),
-    )
+    return StoredItem(values=_values_from_json(value, fields, f"items[{index}]."))
+
+
+def _values_from_json(
+    value: dict[str, Any], fields: dict[str, models.Field[Any, Any]], where: str
+) -> dict[str, Any]:
+    """The values of ``value`` for ``fields``, as the fields hold them.
+
+    Timestamps left out (or null) become the time of the import, as ``auto_now``
+    would make them; other fields left out get their default when stored.
+    """
+    values: dict[str, Any] = {}
+    for name, model_field in fields.items():
+        raw = value.get(name)
+        automatic = getattr(model_field, "auto_now", False) or getattr(
+            model_field, "auto_now_add", False
+        )
+        if raw is None and (automatic or name not in value):
+            continue
+        if raw is None and not model_field.null:
+            raise ValueError(f"{where}{name} must not be null")
+        if raw is None or isinstance(model_field, models.JSONField):
+            values[name] = raw
+        elif isinstance(model_field, models.DateTimeField):
+            values[name] = _timestamp(raw, f"{where}{name}")
+        else:
+            try:
+                values[name] = model_field.to_python(raw)
+            except ValidationError as exc:
+                raise ValueError(f"{where}{name}: {' '.join(exc.messages)}") from None
+    return values
 
 
 def _session_id(value: object) -> str:
@@ -453,20 +467,11 @@ def import_sessions(
 def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, vendor: str) -> bool:
     """Insert one session and its items; True if it replaced a stored one."""
     check_items([item.data for item in record.items], vendor=vendor)
-    replaced = False
-    if replace:
-        deleted, _ = AgentSession.objects.using(using).filter(session_id=record.session_id).delete()
-        replaced = bool(deleted)
-    row = _SessionRow(
-        session_id=record.session_id, created_at=record.created_at, updated_at=record.updated_at
-    )
-    row.save(using=using, force_insert=True)
-    _MessageRow._default_manager.using(using).bulk_create(
-        [
-            _MessageRow(session_id=row.pk, data=i.data, created_at=i.created_at)
-            for i in record.items
-        ],
-        batch_size=batch_size,
+    store = storage.storage_for(AgentSession, AgentMessage, using)
+    replaced = bool(replace and store.delete_session(session_id=record.session_id))
+    session_pk = store.insert_session(values=record.values)
+    store.insert_messages(
+        session_pk=session_pk, rows=[item.values for item in record.items], batch_size=batch_size
     )
     return replaced
 
@@ -495,5 +500,10 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+def _to_json(value: object) -> object:
+    """A field's value as JSON holds it: timestamps in ISO 8601, decimals and UUIDs as text."""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    return value

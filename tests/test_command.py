@@ -17,12 +17,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection
-from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from model_bakery import baker
 
-from openai_django_sessions import maintenance, transfer
+from openai_django_sessions import maintenance, storage, transfer
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db
@@ -472,14 +471,14 @@ def test_import_stores_each_session_all_or_nothing(
         {"session_id": "fine", "items": [{"data": {"role": "user", "content": "1"}}]},
         {"session_id": "doomed", "items": [{"data": {"role": "user", "content": "2"}}] * 5},
     )
-    real_bulk_create = QuerySet.bulk_create
+    real_insert = storage.Storage.insert_messages
 
-    def failing_bulk_create(self: QuerySet[Any], objs: list[Any], **kwargs: Any) -> Any:
-        if self.model is transfer._MessageRow and objs[0].data["content"] == "2":
+    def failing_insert(self: storage.Storage, *, rows: Any, **kwargs: Any) -> None:
+        if rows[0]["data"]["content"] == "2":
             raise DatabaseError("disk full")
-        return real_bulk_create(self, objs, **kwargs)
+        real_insert(self, rows=rows, **kwargs)
 
-    monkeypatch.setattr(QuerySet, "bulk_create", failing_bulk_create)
+    monkeypatch.setattr(storage.Storage, "insert_messages", failing_insert)
 
     with pytest.raises(CommandError, match=r"refused session 'doomed' \(disk full\); 1 session"):
         run("import", str(source))

@@ -134,3 +134,31 @@ def test_default_tables_are_created_by_applying_the_migrations():
     finally:
         call_command("migrate", "openai_django_sessions", verbosity=0)
         tables._created.clear()
+
+
+def describe(model) -> tuple[list[tuple], list[tuple]]:
+    """Every concrete field (name, column, type, options) and index of ``model``, from _meta."""
+    fields = []
+    for field in model._meta.concrete_fields:
+        name, path, _, kwargs = field.deconstruct()
+        kwargs.pop("to", None)  # the copy points at its own session table
+        fields.append((name, field.column, path, sorted(kwargs.items(), key=str)))
+    indexes = [(index.fields, index.condition) for index in model._meta.indexes]
+    return fields, indexes
+
+
+def test_custom_tables_have_the_conversation_fields_and_indexes_of_the_migrated_models(
+    custom_names,
+):
+    session_model, message_model = tables.models_for(*custom_names)
+    extra = {"owner", "title", "metadata", "forked_from", "forked_from_item"}
+
+    # Custom tables keep the 0.1/0.2 session columns: ownership and fork details
+    # belong to the migrated table only.
+    fields, indexes = describe(AgentSession)
+    assert describe(session_model) == (
+        [field for field in fields if field[0] not in extra],
+        [index for index in indexes if not extra & {name.lstrip("-") for name in index[0]}],
+    )
+    assert describe(message_model) == describe(AgentMessage)
+    assert message_model._meta.get_field("session").related_model is session_model

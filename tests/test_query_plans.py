@@ -7,7 +7,7 @@ import re
 import pytest
 from django.db import connection
 
-from openai_django_sessions import DjangoSession, statements
+from openai_django_sessions import DjangoSession, storage
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,7 +31,7 @@ def test_the_newest_items_are_read_from_the_index_without_sorting_the_session():
         cursor.execute(
             {"postgresql": "ANALYZE", "sqlite": "ANALYZE", "mysql": "SELECT 1"}[connection.vendor]
         )
-    sql = statements._history_sql(AgentSession, AgentMessage, "default", 20)
+    sql = storage.storage_for(AgentSession, AgentMessage, "default").history_sql(limit=20)
     plan = explain(sql, ["long"])
 
     assert "agent_msg_session_id_idx" in plan, plan

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from agents.memory import Session, SessionSettings
 from asgiref.sync import sync_to_async
 
-from openai_django_sessions import DjangoSession, statements
+from openai_django_sessions import DjangoSession, storage
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -243,9 +244,10 @@ def test_table_names_must_be_plain_identifiers(name):
         DjangoSession("s", messages_table=name)
 
 
-async def test_pop_without_delete_returning_uses_the_orm_and_keeps_the_contract(monkeypatch):
-    # MySQL has no DELETE ... RETURNING: the ORM path must behave the same.
-    monkeypatch.setattr(statements, "can_delete_returning", lambda alias: False)
+async def test_backends_without_returning_keep_the_contract(monkeypatch):
+    # MySQL has no RETURNING: the statements built for it must behave the same.
+    without_returning = partial(storage.Storage, returning=False)
+    monkeypatch.setattr(storage, "storage_for", without_returning)
     session = DjangoSession("pop-orm")
     await session.add_items([msg(1), msg(2)])
     assert await session.pop_item() == msg(2)
@@ -278,18 +280,14 @@ def _drop_tables(pair) -> None:
 
 async def test_add_items_is_all_or_nothing_when_the_database_fails_midway(monkeypatch):
     from django.db import IntegrityError
-    from django.db.models import QuerySet
 
-    real_bulk_create = QuerySet.bulk_create
+    real_insert = storage.Storage.insert_messages
 
-    def write_one_then_fail(self, objs, *args, **kwargs):
-        objs = list(objs)
-        if self.model is AgentMessage:
-            real_bulk_create(self, objs[:1], *args, **kwargs)  # half of the work lands
-            raise IntegrityError("the server refused the rest")
-        return real_bulk_create(self, objs, *args, **kwargs)
+    def write_one_then_fail(self, *, session_pk, rows, **kwargs):
+        real_insert(self, session_pk=session_pk, rows=rows[:1], **kwargs)  # half of it lands
+        raise IntegrityError("the server refused the rest")
 
-    monkeypatch.setattr(QuerySet, "bulk_create", write_one_then_fail)
+    monkeypatch.setattr(storage.Storage, "insert_messages", write_one_then_fail)
     session = DjangoSession("atomic")
     with pytest.raises(IntegrityError, match="refused the rest"):
         await session.add_items([msg(1), msg(2), msg(3)])

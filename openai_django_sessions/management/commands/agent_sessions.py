@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, transfer
+from ... import display, maintenance, routing, transfer
 from ...models import AgentMessage, AgentSession
 
 
@@ -136,7 +136,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         write = subcommand in ("import", "prune")
-        alias = options["database"] or maintenance.default_alias(write=write)
+        alias = routing.alias_for(
+            AgentSession,
+            write=write,
+            # show reads one session: a router placing sessions is told which one.
+            session_id=options.get("session_id") if subcommand == "show" else None,
+            using=options["database"],
+        )
         if alias not in connections:
             raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
         handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")

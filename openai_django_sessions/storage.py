@@ -1,0 +1,388 @@
+"""The SQL behind every session operation, for one model pair on one database.
+
+``storage_for(session_model, message_model, alias)`` returns the ``Storage``
+that ``DjangoSession``, export/import and anything else writing sessions use.
+Its statements are built by the ORM from the models' ``_meta`` (so custom
+table names, quoting and fields added to a model are followed) and compiled
+once per shape, then kept: building and compiling a queryset costs more than
+running the query on an indexed row.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Field, ForeignKey, Model, QuerySet, Subquery
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery, UpdateQuery
+from django.utils import timezone
+
+# Stands for the session id while the ORM compiles a statement; never sent.
+_SESSION_ID = "<session id>"
+
+
+class _Decoder(Protocol):
+    """A field that converts the values its column returns (``JSONField`` does)."""
+
+    def from_db_value(
+        self, value: Any, expression: Any, connection: BaseDatabaseWrapper
+    ) -> Any: ...
+
+
+def columns(model: type[Model]) -> list[Field[Any, Any]]:
+    """The concrete fields of ``model`` that a row is written with: all but the primary key."""
+    return [
+        cast("Field[Any, Any]", field)
+        for field in model._meta.concrete_fields
+        if not field.primary_key
+    ]
+
+
+def session_key(message_model: type[Model], session_model: type[Model]) -> ForeignKey[Any, Any]:
+    """The foreign key from ``message_model`` to ``session_model``."""
+    for field in message_model._meta.concrete_fields:
+        if isinstance(field, ForeignKey) and field.related_model is session_model:
+            return field
+    raise LookupError(f"{message_model.__name__} has no foreign key to {session_model.__name__}")
+
+
+def _default(field: Field[Any, Any], now: Any) -> Any:
+    # auto_now / auto_now_add fields are what the ORM's pre_save would set.
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return now
+    return field.get_default()
+
+
+class _Blank:
+    """Stands for a row while an INSERT is compiled: ``None`` in every column."""
+
+    def __init__(self, fields: Sequence[Field[Any, Any]]) -> None:
+        for field in fields:
+            setattr(self, field.attname, None)
+
+
+class Storage:
+    """Every statement a session needs, for ``session_model``/``message_model`` on ``alias``.
+
+    Contract:
+
+    - One instance per (model pair, alias), from ``storage_for``; it holds no
+      connection (each call takes the calling thread's ``connections[alias]``),
+      so one instance serves every thread.
+    - Methods run statements, nothing else: they open no transaction, retry
+      nothing and send no signal. Callers run them inside
+      ``transactions.run(alias, ...)``, several in one transaction when an
+      operation needs it (``DjangoSession.add_items`` = ``upsert_session`` +
+      ``insert_messages``).
+    - Arguments are keyword-only. Values are Python values as the models hold
+      them; ``values``/``rows`` mappings are keyed by field ``attname`` and a
+      field left out gets what the ORM would give it (now for ``auto_now`` and
+      ``auto_now_add``, else its default).
+    - Writes that must serialize per session start with ``lock_session`` or
+      ``upsert_session``: both take the session row's lock (SQLite's write
+      lock), so writers to one session queue there instead of deadlocking
+      later, and one that waited sees the rows the other left.
+    """
+
+    def __init__(
+        self,
+        session_model: type[Model],
+        message_model: type[Model],
+        alias: str,
+        *,
+        returning: bool | None = None,
+    ) -> None:
+        """``returning=None`` uses ``RETURNING`` where the backend has it; ``False``
+        builds the statements of backends without it (MySQL) on any backend."""
+        self.session_model = session_model
+        self.message_model = message_model
+        self.alias = alias
+        connection = connections[alias]
+        self.vendor: str = connection.vendor
+        self.session_columns = columns(session_model)
+        self.message_columns = columns(message_model)
+        self.session_fk = session_key(message_model, session_model)
+        self._data = cast(_Decoder, message_model._meta.get_field("data"))
+        # The backends that return columns from INSERT (PostgreSQL, SQLite 3.35+,
+        # MariaDB 10.5+) return them from DELETE too.
+        supported = bool(connection.features.can_return_columns_from_insert)
+        self._returns_rows = supported if returning is None else returning and supported
+        self._history: dict[int | None, str] = {}
+        self._inserts: dict[int, tuple[str, bool]] = {}
+        self._upsert, _ = self._compile_insert(
+            session_model, self.session_columns, 1, returning=True, upsert=True
+        )
+        self._insert_session, _ = self._compile_insert(
+            session_model, self.session_columns, 1, returning=True, upsert=False
+        )
+        self._lock = self._compile_lock()
+        self._pop = self._compile_pop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Storage {self.session_model._meta.db_table}/"
+            f"{self.message_model._meta.db_table} on {self.alias!r}>"
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    def messages_of(self, *, session_id: str) -> QuerySet[Any]:
+        """The messages of ``session_id``, as a queryset on this alias."""
+        session_pk = self.session_model._default_manager.using(self.alias).filter(
+            session_id=session_id
+        )
+        return self.message_model._default_manager.using(self.alias).filter(
+            # A subquery rather than a join, so the planner walks the (session_id, id)
+            # index from either end instead of sorting every row of the session.
+            **{self.session_fk.name: Subquery(session_pk.values("pk")[:1])}
+        )
+
+    def history_sql(self, *, limit: int | None) -> str:
+        """The history query for ``limit``; its one parameter is the session id."""
+        if limit not in self._history:
+            rows = self.messages_of(session_id=_SESSION_ID)
+            ordered = rows.order_by("id") if limit is None else rows.order_by("-id")[:limit]
+            query = ordered.values_list("data", flat=True).query
+            sql, params = query.get_compiler(using=self.alias).as_sql()
+            if tuple(params) != (_SESSION_ID,):
+                raise RuntimeError(f"unexpected parameters in the history query: {params!r}")
+            self._history[limit] = sql
+        return self._history[limit]
+
+    def history(self, *, session_id: str, limit: int | None) -> list[Any]:
+        """The session's items, oldest first; with ``limit``, only the newest ``limit``."""
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            cursor.execute(self.history_sql(limit=limit), [session_id])
+            rows = cursor.fetchall()
+        decode = self._data.from_db_value
+        items = [decode(value, None, connection) for (value,) in rows]
+        if limit is not None:
+            items.reverse()
+        return items
+
+    # -- the session row -----------------------------------------------------------
+
+    def lock_session(self, *, session_id: str) -> bool:
+        """Bump ``updated_at`` of the session row and lock it; False if there is none."""
+        connection = connections[self.alias]
+        updated_at = _field(self.session_model, "updated_at")
+        now = updated_at.get_db_prep_save(timezone.now(), connection)
+        with connection.cursor() as cursor:
+            cursor.execute(self._lock, [now, session_id])
+            return bool(cursor.rowcount)
+
+    def upsert_session(self, *, session_id: str) -> int:
+        """Create the session row or bump its ``updated_at``, locking it; return its pk."""
+        params = self._params(self.session_columns, {"session_id": session_id})
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(self._upsert, params)
+            if self._returns_rows:
+                return int(cursor.fetchone()[0])
+        # Backends that cannot return ids from an upsert (MySQL): the row is
+        # locked by now, so reading its id is safe.
+        return self.session_pk(session_id=session_id)
+
+    def session_pk(self, *, session_id: str) -> int:
+        """The primary key of the session row; ``DoesNotExist`` if there is none."""
+        manager = self.session_model._default_manager.using(self.alias)
+        return int(manager.filter(session_id=session_id).values_list("pk", flat=True).get())
+
+    def insert_session(self, *, values: Mapping[str, Any]) -> int:
+        """Insert a session row with ``values`` (``session_id`` required); return its pk.
+
+        Unlike ``upsert_session`` the given timestamps are kept, for imports.
+        ``IntegrityError`` if the session id exists.
+        """
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(self._insert_session, self._params(self.session_columns, values))
+            return self._inserted_pk(cursor)
+
+    def delete_session(self, *, session_id: str) -> int:
+        """Delete the session row and its messages; how many session rows went (0 or 1).
+
+        Through the ORM, so ``pre_delete``/``post_delete`` receivers a project
+        connected still run.
+        """
+        rows = self.session_model._default_manager.using(self.alias)
+        _, per_model = rows.filter(session_id=session_id).delete()
+        return per_model.get(self.session_model._meta.label, 0)
+
+    # -- messages ------------------------------------------------------------------
+
+    def insert_messages(
+        self,
+        *,
+        session_pk: int,
+        rows: Sequence[Mapping[str, Any]],
+        batch_size: int | None = None,
+    ) -> None:
+        """Insert one message per mapping of ``rows`` (``data`` required) into the session.
+
+        As few statements as the backend's parameter limit (and ``batch_size``)
+        allows, in order, so ids follow the order of ``rows``.
+        """
+        if not rows:
+            return
+        fields = self.message_columns
+        per_batch = connections[self.alias].ops.bulk_batch_size(fields, list(rows)) or len(rows)
+        if batch_size is not None:
+            per_batch = min(per_batch, batch_size)
+        fk = self.session_fk.attname
+        now = timezone.now()
+        with connections[self.alias].cursor() as cursor:
+            for start in range(0, len(rows), per_batch):
+                batch = rows[start : start + per_batch]
+                values = [self._params(fields, {**row, fk: session_pk}, now) for row in batch]
+                sql, columnar = self._insert_messages_sql(len(batch))
+                if columnar:  # PostgreSQL's INSERT ... SELECT * FROM UNNEST: one array a column
+                    cursor.execute(sql, [list(column) for column in zip(*values, strict=True)])
+                else:
+                    cursor.execute(sql, [param for row in values for param in row])
+
+    def pop_newest(self, *, session_id: str) -> tuple[bool, Any]:
+        """Delete the newest message of ``session_id``; return ``(found, data)``.
+
+        The caller holds the session row's lock (``lock_session``), so that no
+        other pop races for the same row.
+        """
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            cursor.execute(self._pop, [session_id])
+            row = cursor.fetchone()
+            if row is None:
+                return False, None
+            if not self._returns_rows:  # the SELECT found it; now delete it
+                cursor.execute(self._delete_message, [row[0]])
+                row = row[1:]
+        return True, self._data.from_db_value(row[0], None, connection)
+
+    # -- building the statements -------------------------------------------------
+
+    def _params(
+        self, fields: Sequence[Field[Any, Any]], values: Mapping[str, Any], now: Any = None
+    ) -> list[Any]:
+        connection = connections[self.alias]
+        if now is None:
+            now = timezone.now()
+        params = []
+        for field in fields:
+            value = values[field.attname] if field.attname in values else _default(field, now)
+            params.append(field.get_db_prep_save(value, connection))
+        return params
+
+    def _inserted_pk(self, cursor: CursorWrapper) -> int:
+        if self._returns_rows:
+            return int(cursor.fetchone()[0])
+        meta = self.session_model._meta
+        pk_column = _column(self.session_model, meta.pk.name)
+        return int(connections[self.alias].ops.last_insert_id(cursor, meta.db_table, pk_column))
+
+    def _compile_insert(
+        self,
+        model: type[Model],
+        fields: Sequence[Field[Any, Any]],
+        count: int,
+        *,
+        returning: bool,
+        upsert: bool,
+    ) -> tuple[str, bool]:
+        """The INSERT of ``count`` rows, and whether it takes one array per column."""
+        kwargs: dict[str, Any] = {}
+        if upsert:
+            # MySQL's ON DUPLICATE KEY UPDATE takes no conflict target.
+            target = connections[self.alias].features.supports_update_conflicts_with_target
+            kwargs = {
+                "on_conflict": OnConflict.UPDATE,
+                "update_fields": [f for f in fields if getattr(f, "auto_now", False)],
+                "unique_fields": [model._meta.get_field("session_id")] if target else [],
+            }
+        query = InsertQuery(model, **kwargs)
+        blanks: list[Any] = [_Blank(fields) for _ in range(count)]
+        query.insert_values(fields, blanks, raw=True)
+        compiler = query.get_compiler(using=self.alias)
+        if returning and self._returns_rows:
+            compiler.returning_fields = [model._meta.pk]
+        statements = compiler.as_sql()
+        if len(statements) != 1:
+            raise RuntimeError(f"expected one INSERT statement, got {len(statements)}")
+        sql, params = statements[0]
+        columnar = count > 1 and all(
+            isinstance(column, list) and len(column) == count for column in params
+        )
+        if len(params) != (len(fields) if columnar else count * len(fields)):
+            raise RuntimeError(f"unexpected parameters in an INSERT: {params!r}")
+        return str(sql), columnar
+
+    def _insert_messages_sql(self, count: int) -> tuple[str, bool]:
+        if count not in self._inserts:
+            self._inserts[count] = self._compile_insert(
+                self.message_model, self.message_columns, count, returning=False, upsert=False
+            )
+        return self._inserts[count]
+
+    def _compile_lock(self) -> str:
+        rows = self.session_model._default_manager.using(self.alias).filter(session_id=_SESSION_ID)
+        query = cast(UpdateQuery, rows.query.chain(UpdateQuery))
+        query.add_update_values({"updated_at": timezone.now()})
+        sql, params = query.get_compiler(using=self.alias).as_sql()
+        if len(params) != 2 or params[1] != _SESSION_ID:
+            raise RuntimeError(f"unexpected parameters in the lock statement: {params!r}")
+        return str(sql)
+
+    def _compile_pop(self) -> str:
+        connection = connections[self.alias]
+        quote = connection.ops.quote_name
+        messages = quote(self.message_model._meta.db_table)
+        message_id = quote(_column(self.message_model, self.message_model._meta.pk.name))
+        self._delete_message = f"DELETE FROM {messages} WHERE {message_id} = %s"
+        if not self._returns_rows:
+            # No DELETE ... RETURNING (MySQL): read the newest row, then delete it by id.
+            newest = self.messages_of(session_id=_SESSION_ID).order_by("-id")
+            query = newest.values_list("pk", "data")[:1].query
+            sql, params = query.get_compiler(using=self.alias).as_sql()
+            if tuple(params) != (_SESSION_ID,):
+                raise RuntimeError(f"unexpected parameters in the pop query: {params!r}")
+            return str(sql)
+        # DELETE ... RETURNING, one round trip, which the ORM cannot express.
+        data = quote(_column(self.message_model, "data"))
+        foreign_key = quote(self.session_fk.column)
+        session_pk = (
+            f"(SELECT {quote(_column(self.session_model, self.session_model._meta.pk.name))}"
+            f" FROM {quote(self.session_model._meta.db_table)}"
+            f" WHERE {quote(_column(self.session_model, 'session_id'))} = %s)"
+        )
+        if connection.features.delete_can_self_reference_subquery:
+            return (
+                f"DELETE FROM {messages} WHERE {message_id} = ("
+                f"SELECT {message_id} FROM {messages} WHERE {foreign_key} = {session_pk}"
+                f" ORDER BY {message_id} DESC LIMIT 1) RETURNING {data}"
+            )
+        # MariaDB: no subquery on the table being deleted from.
+        return (
+            f"DELETE FROM {messages} WHERE {foreign_key} = {session_pk}"
+            f" ORDER BY {message_id} DESC LIMIT 1 RETURNING {data}"
+        )
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)  # a concrete field, not a reverse relation
+    return field
+
+
+def _column(model: type[Model], name: str) -> str:
+    column = _field(model, name).column
+    assert column is not None
+    return column
+
+
+@functools.lru_cache(maxsize=256)
+def storage_for(session_model: type[Model], message_model: type[Model], alias: str) -> Storage:
+    """The one ``Storage`` for this model pair on ``alias``."""
+    return Storage(session_model, message_model, alias)
