@@ -3,7 +3,9 @@ conversation read-only, a page at a time.
 
 Sessions are written by agents, not people: nothing can be added or edited
 here. Deleting a session deletes its messages. Queries go to the alias that
-``routing.alias_for`` picks (the ``DATABASE`` setting, else the routers).
+``routing.alias_for`` picks (the ``DATABASE`` setting, else the routers); with
+sessions on several databases (``routers.ShardRouter``), the changelist shows
+one at a time, names it, and a "database" filter switches between them.
 On MySQL/MariaDB without time zone tables the date hierarchy is left out.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.contrib import admin
@@ -77,11 +80,53 @@ class LastActivityFilter(admin.DateFieldListFilter):
         self.title = "last activity"
 
 
+DATABASE_PARAMETER = "database"
+
+
+def shown_database(request: HttpRequest) -> str:
+    """The database whose sessions the admin shows for ``request``.
+
+    ``?database=`` (or the same kept in ``_changelist_filters`` on the change
+    and delete pages) if it is one the sessions live on, else the first of them.
+    """
+    aliases = routing.databases(AgentSession)
+    kept = dict(parse_qsl(request.GET.get("_changelist_filters", "")))
+    wanted = request.GET.get(DATABASE_PARAMETER) or kept.get(DATABASE_PARAMETER)
+    return wanted if wanted in aliases else aliases[0]
+
+
+class DatabaseFilter(admin.SimpleListFilter):
+    """Which database's sessions the changelist shows; only there when there are several."""
+
+    title = "database"
+    parameter_name = DATABASE_PARAMETER
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        self.shown = shown_database(request)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        aliases = routing.databases(AgentSession)
+        return [(alias, alias) for alias in aliases] if len(aliases) > 1 else []
+
+    def choices(self, changelist: Any) -> Any:
+        # No "All": one database is shown at a time, the first by default.
+        for alias, title in self.lookup_choices:
+            yield {
+                "selected": alias == self.shown,
+                "query_string": changelist.get_query_string({self.parameter_name: alias}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset  # get_queryset already reads this database
+
+
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
     list_display = ("session_id", "message_count", "created_at", "last_activity")
     search_fields = ("session_id",)
-    list_filter = (("updated_at", LastActivityFilter),)
+    list_filter = (DatabaseFilter, ("updated_at", LastActivityFilter))
     date_hierarchy = "updated_at"
     ordering = ("-updated_at",)
     list_per_page = 100
@@ -93,10 +138,18 @@ class AgentSessionAdmin(admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return SessionChangeList
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if len(routing.databases(AgentSession)) > 1:
+            context.setdefault("subtitle", f"Database: {shown_database(request)}")
+        return super().changelist_view(request, context)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
         # One query for the whole changelist page, counts included.
         queryset = super().get_queryset(request).annotate(message_count=Count("messages"))
-        return queryset.using(routing.alias_for(AgentSession, write=False))
+        return queryset.using(shown_database(request))
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:

@@ -7,7 +7,9 @@ contention is waited out as it is for ``DjangoSession``.
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -73,10 +75,30 @@ def sessions(
     return queryset.order_by("-updated_at", "-pk")
 
 
+def sessions_of(
+    aliases: Sequence[str],
+    *,
+    inactive_for: timedelta | None = None,
+    search: str | None = None,
+) -> Iterator[WithAnnotations[AgentSession, MessageCount]]:
+    """``sessions`` of every alias in ``aliases`` (every shard), merged in the same order."""
+    per_alias = [
+        sessions(alias, inactive_for=inactive_for, search=search).iterator() for alias in aliases
+    ]
+    if len(per_alias) == 1:
+        return per_alias[0]
+    return heapq.merge(*per_alias, key=lambda s: (s.updated_at, s.pk), reverse=True)
+
+
 @dataclass(frozen=True)
 class PruneResult:
     sessions: int
     messages: int
+
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(
+            sessions=self.sessions + other.sessions, messages=self.messages + other.messages
+        )
 
 
 def prune(
@@ -105,11 +127,7 @@ def prune(
         batch = list(stale.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not batch:
             return total
-        deleted = transactions.run(using, partial(_delete_batch, using, batch, cutoff))
-        total = PruneResult(
-            sessions=total.sessions + deleted.sessions,
-            messages=total.messages + deleted.messages,
-        )
+        total += transactions.run(using, partial(_delete_batch, using, batch, cutoff))
 
 
 def _delete_batch(using: str, pks: list[int], cutoff: datetime) -> PruneResult:

@@ -32,7 +32,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
-from . import storage, transactions
+from . import routing, storage, transactions
 from .items import check_items
 from .models import AgentMessage, AgentSession
 
@@ -116,53 +116,76 @@ class TextSink(Protocol):
 def export_sessions(
     stream: TextSink,
     *,
-    using: str,
+    using: str | None = None,
     session_ids: Sequence[str] | None = None,
     batch_size: int = 1000,
     on_session: Callable[[], None] | None = None,
 ) -> TransferResult:
-    """Write sessions to ``stream`` as JSON Lines, oldest session first.
+    """Write sessions to ``stream`` as JSON Lines, oldest session first (database by database).
 
+    ``using`` is the database; ``None`` means every database sessions live on
+    (``routing.databases``: every shard with ``routers.ShardRouter``), each
+    named session looked up where the routing rule places it.
     ``session_ids`` picks sessions (default: all); one that does not exist
     raises ``TransferError`` before anything is written. Rows are read
     ``batch_size`` at a time and written as they arrive, so memory does not grow
     with the number of sessions or of items. ``on_session`` is called after each
     session is written.
     """
-    queryset = AgentSession.objects.using(using).all()
-    if session_ids is not None:
-        wanted = list(dict.fromkeys(session_ids))
-        missing = _missing(using, wanted)
-        if missing:
-            raise TransferError(
-                f"No session {_quote_list(missing)} in database {using!r}; nothing was exported."
-            )
-        queryset = queryset.filter(session_id__in=wanted)
+    plan = _export_plan(using, session_ids)
+    missing = [
+        sid for alias, wanted in plan if wanted is not None for sid in _missing(alias, wanted)
+    ]
+    if missing:
+        where = _quote_list(sorted({alias for alias, _ in plan}))
+        raise TransferError(
+            f"No session {_quote_list(missing)} in database {where}; nothing was exported."
+        )
     result = TransferResult()
     fields = session_fields()
-    for session in _in_batches(queryset, batch_size):
-        head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
-        # The record is written in pieces, items as they are read: "]}" closes it.
-        stream.write(_dumps(head)[:-1] + ',"items":[')
-        first = True
-        for values in _items_in_batches(using, session.pk, batch_size):
-            item = _dumps({name: _to_json(value) for name, value in values.items()})
-            stream.write(item if first else "," + item)
-            first = False
-            result.items += 1
-        stream.write("]}\n")
-        result.sessions += 1
-        if on_session is not None:
-            on_session()
+    for alias, wanted in plan:
+        queryset = AgentSession.objects.using(alias).all()
+        if wanted is not None:
+            queryset = queryset.filter(session_id__in=wanted)
+        for session in _in_batches(queryset, batch_size):
+            head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
+            # The record is written in pieces, items as they are read: "]}" closes it.
+            stream.write(_dumps(head)[:-1] + ',"items":[')
+            first = True
+            for values in _items_in_batches(alias, session.pk, batch_size):
+                item = _dumps({name: _to_json(value) for name, value in values.items()})
+                stream.write(item if first else "," + item)
+                first = False
+                result.items += 1
+            stream.write("]}\n")
+            result.sessions += 1
+            if on_session is not None:
+                on_session()
     return result
 
 
-def count_sessions(using: str, session_ids: Sequence[str] | None = None) -> int:
+def count_sessions(using: str | None = None, session_ids: Sequence[str] | None = None) -> int:
     """How many sessions ``export_sessions`` would write (for a progress bar)."""
-    queryset = AgentSession.objects.using(using).all()
-    if session_ids is not None:
-        queryset = queryset.filter(session_id__in=list(session_ids))
-    return queryset.count()
+    total = 0
+    for alias, wanted in _export_plan(using, session_ids):
+        queryset = AgentSession.objects.using(alias).all()
+        if wanted is not None:
+            queryset = queryset.filter(session_id__in=wanted)
+        total += queryset.count()
+    return total
+
+
+def _export_plan(
+    using: str | None, session_ids: Sequence[str] | None
+) -> list[tuple[str, list[str] | None]]:
+    """(alias, the session ids to read there or None for all), in the order to read them."""
+    if session_ids is None:
+        return [(alias, None) for alias in routing.databases(AgentSession, using=using)]
+    groups: dict[str, list[str]] = {}
+    for session_id in dict.fromkeys(session_ids):
+        alias = routing.alias_for(AgentSession, write=False, session_id=session_id, using=using)
+        groups.setdefault(alias, []).append(session_id)
+    return list(groups.items())
 
 
 def _in_batches(queryset: models.QuerySet[AgentSession], size: int) -> Iterator[AgentSession]:
@@ -385,11 +408,14 @@ def _reject_constant(name: str) -> None:
 def import_sessions(
     read: Callable[[], Iterable[Entry]],
     *,
-    using: str,
+    using: str | None = None,
     existing: Existing = "refuse",
     batch_size: int = 1000,
 ) -> TransferResult:
     """Store the sessions that ``read()`` yields; each session all or nothing.
+
+    ``using`` is the database; ``None`` places each session where the routing
+    rule says (its shard, with ``routers.ShardRouter``).
 
     ``read`` is called twice: a first pass checks the whole input (every
     problem, located, raises ``TransferError`` with nothing written, and so do
@@ -401,16 +427,21 @@ def import_sessions(
     ``"replace"`` deletes the stored session first (in the same transaction),
     ``"skip"`` leaves it as it is.
     """
-    vendor = connections[using].vendor
+
+    def place(session_id: str) -> str:
+        return routing.alias_for(AgentSession, write=True, session_id=session_id, using=using)
+
     first_seen: dict[str, str] = {}
+    targets: dict[str, list[str]] = {}
     problems: list[str] = []
     for entry in read():
         record = entry.record
         if record is None:
             problems.append(f"{entry.where}: {entry.error}")
             continue
+        alias = place(record.session_id)
         try:
-            check_items([item.data for item in record.items], vendor=vendor)
+            check_items([item.data for item in record.items], vendor=connections[alias].vendor)
         except (TypeError, ValueError) as exc:
             problems.append(f"{entry.where}: {exc}")
         if record.session_id in first_seen:
@@ -420,6 +451,7 @@ def import_sessions(
             )
         else:
             first_seen[record.session_id] = entry.where
+            targets.setdefault(alias, []).append(record.session_id)
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         more = len(problems) - len(shown)
@@ -428,11 +460,11 @@ def import_sessions(
             + "\n".join(shown)
             + (f"\n…and {more} more." if more else "")
         )
-    present = set(_present(using, list(first_seen)))
+    present = {sid for alias, ids in targets.items() for sid in _present(alias, ids)}
     if present and existing == "refuse":
         raise ExistingSessionsError(
             f"Nothing was imported: {len(present)} session(s) already exist in database "
-            f"{using!r}: {_quote_list(sorted(present))}.",
+            f"{_quote_list(sorted(targets))}: {_quote_list(sorted(present))}.",
             sorted(present),
         )
     result = TransferResult()
@@ -442,20 +474,20 @@ def import_sessions(
         if record.session_id in present and existing == "skip":
             result.skipped += 1
             continue
+        alias = place(record.session_id)
         try:
             replaced = transactions.run(
-                using,
-                partial(_write, using, record, existing == "replace", batch_size, vendor),
+                alias, partial(_write, alias, record, existing == "replace", batch_size)
             )
         except IntegrityError as exc:
             raise TransferError(
-                f"Session {record.session_id!r} was created in database {using!r} while the "
+                f"Session {record.session_id!r} was created in database {alias!r} while the "
                 f"import ran; {result.sessions} session(s) were imported before it, "
                 "none of it."
             ) from exc
         except DatabaseError as exc:
             raise TransferError(
-                f"Database {using!r} refused session {record.session_id!r} ({exc}); "
+                f"Database {alias!r} refused session {record.session_id!r} ({exc}); "
                 f"{result.sessions} session(s) were imported before it, none of it."
             ) from exc
         result.sessions += 1
@@ -464,9 +496,9 @@ def import_sessions(
     return result
 
 
-def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, vendor: str) -> bool:
+def _write(using: str, record: SessionRecord, replace: bool, batch_size: int) -> bool:
     """Insert one session and its items; True if it replaced a stored one."""
-    check_items([item.data for item in record.items], vendor=vendor)
+    check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     replaced = bool(replace and store.delete_session(session_id=record.session_id))
     session_pk = store.insert_session(values=record.values)

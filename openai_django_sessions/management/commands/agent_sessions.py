@@ -131,35 +131,41 @@ class Command(BaseCommand):
                 "--database",
                 metavar="ALIAS",
                 help="The database alias to use (default: OPENAI_DJANGO_SESSIONS['DATABASE'], "
-                "else the database routers).",
+                "else every shard of a router that lists them, else the database routers).",
             )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
-        write = subcommand in ("import", "prune")
-        alias = routing.alias_for(
-            AgentSession,
-            write=write,
-            # show reads one session: a router placing sessions is told which one.
-            session_id=options.get("session_id") if subcommand == "show" else None,
-            using=options["database"],
-        )
-        if alias not in connections:
-            raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
+        if subcommand == "show":
+            # One session: the routing rule says where it lives.
+            aliases = [
+                routing.alias_for(
+                    AgentSession,
+                    write=False,
+                    session_id=options["session_id"],
+                    using=options["database"],
+                )
+            ]
+        else:
+            # Every database sessions live on (every shard), or the one --database names.
+            aliases = routing.databases(AgentSession, using=options["database"])
+        for alias in aliases:
+            if alias not in connections:
+                raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
         handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
-        handler(alias, **options)
+        handler(aliases, **options)
 
     # -- subcommands ---------------------------------------------------------------
 
     def handle_list(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         inactive_for: timedelta | None,
         search: str | None,
         as_json: bool,
         **options: Any,
     ) -> None:
-        rows = maintenance.sessions(alias, inactive_for=inactive_for, search=search).iterator()
+        rows = maintenance.sessions_of(aliases, inactive_for=inactive_for, search=search)
         if as_json:
             self._write_json_array(
                 {
@@ -185,8 +191,15 @@ class Command(BaseCommand):
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
 
     def handle_show(
-        self, alias: str, *, session_id: str, as_json: bool, limit: int | None, **options: Any
+        self,
+        aliases: list[str],
+        *,
+        session_id: str,
+        as_json: bool,
+        limit: int | None,
+        **options: Any,
     ) -> None:
+        [alias] = aliases
         session = AgentSession.objects.using(alias).filter(session_id=session_id).first()
         if session is None:
             raise CommandError(f"No session {session_id!r} in database {alias!r}.")
@@ -209,7 +222,7 @@ class Command(BaseCommand):
 
     def handle_export(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         session_ids: list[str],
         output: str | None,
@@ -217,6 +230,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         chosen = session_ids or None
+        alias = options["database"]  # None: every database, each session where it lives
         progress = self._progress(transfer.count_sessions(alias, chosen), options["verbosity"])
         try:
             if output is None or output == "-":
@@ -247,7 +261,7 @@ class Command(BaseCommand):
 
     def handle_import(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         file: str | None,
         from_sqlite: str | None,
@@ -284,7 +298,11 @@ class Command(BaseCommand):
 
         try:
             result = transfer.import_sessions(
-                read, using=alias, existing=existing, batch_size=batch_size
+                # Without --database each session goes where the routing rule places it.
+                read,
+                using=options["database"],
+                existing=existing,
+                batch_size=batch_size,
             )
         except transfer.ExistingSessionsError as exc:
             raise CommandError(
@@ -312,7 +330,7 @@ class Command(BaseCommand):
 
     def handle_prune(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         inactive_for: timedelta,
         dry_run: bool,
@@ -322,7 +340,7 @@ class Command(BaseCommand):
         verbosity = options["verbosity"]
         if dry_run:
             sessions = messages = 0
-            for session in maintenance.sessions(alias, inactive_for=inactive_for).iterator():
+            for session in maintenance.sessions_of(aliases, inactive_for=inactive_for):
                 sessions += 1
                 messages += session.message_count
                 if verbosity >= 1:
@@ -332,7 +350,9 @@ class Command(BaseCommand):
                     )
             self.stdout.write(f"Would delete {sessions} session(s) and {messages} message(s).")
             return
-        result = maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
+        result = maintenance.PruneResult(sessions=0, messages=0)
+        for alias in aliases:
+            result += maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
         if verbosity >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
