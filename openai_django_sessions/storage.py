@@ -233,12 +233,31 @@ class Storage:
         per_batch = connections[self.alias].ops.bulk_batch_size(fields, list(rows)) or len(rows)
         if batch_size is not None:
             per_batch = min(per_batch, batch_size)
-        fk = self.session_fk.attname
+        connection = connections[self.alias]
+        # The session and the timestamps are prepared once per call, not once per
+        # row; other defaults per row (a callable default gives each row its own).
         now = timezone.now()
-        with connections[self.alias].cursor() as cursor:
+        shared = {
+            f.attname: f.get_db_prep_save(now, connection)
+            for f in fields
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+        }
+        fk = self.session_fk.attname
+        shared[fk] = self.session_fk.get_db_prep_save(session_pk, connection)
+        with connection.cursor() as cursor:
             for start in range(0, len(rows), per_batch):
                 batch = rows[start : start + per_batch]
-                values = [self._params(fields, {**row, fk: session_pk}, now) for row in batch]
+                values = [
+                    [
+                        f.get_db_prep_save(row[f.attname], connection)
+                        if f.attname in row and f.attname != fk
+                        else shared[f.attname]
+                        if f.attname in shared
+                        else f.get_db_prep_save(f.get_default(), connection)
+                        for f in fields
+                    ]
+                    for row in batch
+                ]
                 sql, columnar = self._insert_messages_sql(len(batch))
                 if columnar:  # PostgreSQL's INSERT ... SELECT * FROM UNNEST: one array a column
                     cursor.execute(sql, [list(column) for column in zip(*values, strict=True)])
