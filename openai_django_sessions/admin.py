@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import display_for_value, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
 from django.db import connections
@@ -156,8 +156,9 @@ class AgentSessionAdmin(admin.ModelAdmin):
         return _message_count(obj)
 
     @admin.display(description="last activity", ordering="updated_at")
-    def last_activity(self, obj: AgentSession) -> datetime:
-        return obj.updated_at
+    def last_activity(self, obj: AgentSession) -> str:
+        # Formatted here: the change form shows a method's value as text, unlike a field's.
+        return str(display_for_value(obj.updated_at, self.get_empty_value_display()))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
