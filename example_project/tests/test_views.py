@@ -326,3 +326,62 @@ def test_older_activity_reads_as_time_ago() -> None:
 
     assert ago(timezone.now() - timedelta(minutes=5, seconds=3)) == "5\xa0minutes ago"
     assert ago(None) == ""
+
+
+# -- what the page shows --------------------------------------------------------
+
+
+def test_the_terminal_command_names_this_python_and_this_database(
+    client: Client, session_id: str, monkeypatch
+) -> None:
+    import sys
+
+    from django.conf import settings
+
+    html = page(client, session_id)
+    database = settings.DATABASES["default"]["NAME"]
+    assert f"DATABASE_URL=sqlite:///{database} {sys.executable} " in html
+    assert f"{settings.BASE_DIR / 'manage.py'} chat {session_id}" in html
+    monkeypatch.setenv("DATABASE_URL", "postgres://chat:s3cret@db.example:5432/chat")
+    html = page(client, session_id)
+    assert "DATABASE_URL=postgres://chat:PASSWORD@db.example:5432/chat " in html
+    assert "s3cret" not in html
+
+
+def test_bubbles_and_the_box_follow_the_texts_direction(client: Client, session_id: str) -> None:
+    send(client, session_id, "שלום")
+    html = page(client, session_id)
+    assert 'data-role="user" dir="auto">שלום<' in html
+    assert 'data-role="assistant" dir="auto">' in html
+    assert '<textarea name="message" dir="auto"' in html
+
+
+def test_run_in_background_stays_ticked_once_chosen(client: Client, session_id: str) -> None:
+    assert 'value="1"> Run in background' in page(client, session_id)
+    send(client, session_id, "  ", background="1")  # refused, but the choice is kept
+    assert 'value="1" checked> Run in background' in page(client, session_id)
+    send(client, session_id, "hello")
+    assert 'value="1"> Run in background' in page(client, session_id)
+
+
+def test_unknown_pages_are_friendly_even_with_debug_on(client: Client, settings) -> None:
+    settings.DEBUG = True
+    for url in ["/c/web-0000000000000000/", "/no/such/page/"]:
+        response = client.get(url)
+        assert response.status_code == 404
+        html = response.content.decode()
+        assert 'data-testid="not-found"' in html
+        assert "URLconf" not in html  # not Django's technical page with the URL patterns
+        assert "Your conversations" in html
+
+
+def test_the_status_of_an_unknown_conversation_is_404(client: Client, db: None) -> None:
+    response = client.get(reverse("chat:status", args=["web-0000000000000000"]))
+    assert response.status_code == 404
+
+
+def test_favicon(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in response.content
