@@ -28,8 +28,8 @@ CTRL_D = "\x04"
 class Terminal:
     """The terminal side of a pty: keys in, everything printed out."""
 
-    def __init__(self, pid: int, fd: int) -> None:
-        self.pid, self.fd, self.output = pid, fd, ""
+    def __init__(self, process: subprocess.Popen[bytes], fd: int) -> None:
+        self.process, self.fd, self.output = process, fd, ""
         self.seen = 0  # where the last text waited for ends
 
     def type(self, keys: str) -> None:
@@ -60,27 +60,39 @@ class Terminal:
             if not chunk:
                 break
             self.output += chunk.decode(errors="replace")
-        _, status = os.waitpid(self.pid, 0)
-        return os.waitstatus_to_exitcode(status)
+        return self.process.wait(timeout=60)
+
+
+# Makes the pty (its stdin) the controlling terminal of the new session, then runs the
+# command: Ctrl+C becomes SIGINT as in a shell. (pty.fork would fork this threaded process.)
+LAUNCHER = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 @contextmanager
 def chat_in_terminal(database_url: str, session_id: str) -> Iterator[Terminal]:
     env = dict(server_env(database_url), TERM="xterm")
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the pty is its controlling terminal
-        os.chdir(PROJECT_DIR)
-        os.execve(sys.executable, [sys.executable, "manage.py", "chat", session_id], env)
-    terminal = Terminal(pid, fd)
+    controller, tty = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, "manage.py", "chat", session_id],
+        stdin=tty,
+        stdout=tty,
+        stderr=tty,
+        cwd=PROJECT_DIR,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(tty)
+    terminal = Terminal(process, controller)
     try:
         yield terminal
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
 
 
 @pytest.fixture
