@@ -47,5 +47,10 @@ def owner_key(owner: object, what: str = "owner") -> Any:
 
 
 def username_field() -> str:
-    """The user model's ``USERNAME_FIELD``: how exports name owners."""
+    """The user model's ``USERNAME_FIELD``: how exports and the command name owners."""
     return str(get_user_model().USERNAME_FIELD)
+
+
+def username_of(user: models.Model | None) -> str | None:
+    """``user``'s ``USERNAME_FIELD`` value; ``None`` for no user."""
+    return None if user is None else str(getattr(user, username_field()))

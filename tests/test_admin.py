@@ -243,7 +243,11 @@ def test_change_page_edits_title_and_metadata_only_and_sessions_cannot_be_added(
     assert post.status_code == 302
     assert admin_client.get(add_url).status_code == 403
     after = AgentSession.objects.get()
-    assert (after.session_id, after.title, after.metadata) == ("chat", "Renamed", {"agent": "planner"})
+    assert (after.session_id, after.title, after.metadata) == (
+        "chat",
+        "Renamed",
+        {"agent": "planner"},
+    )
     assert after.updated_at == before.updated_at  # editing details is not conversation activity
     assert AgentMessage.objects.get().data == {"role": "user", "content": "m0"}
 
