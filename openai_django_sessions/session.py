@@ -272,14 +272,12 @@ class DjangoSession(SessionABC):
 
         new_row = self._new_row_values(checked)
         # Rows that exist without a title get one from the first user message too.
-        untitled = self.title is None and new_row.get("title")
+        untitled = new_row.get("title", "") if self.title is None else ""
 
         def write() -> None:
             session_pk = store.upsert_session(
-                session_id=self.session_id, values=new_row, owner=self.owner_id
+                session_id=self.session_id, values=new_row, owner=self.owner_id, untitled=untitled
             )
-            if untitled:
-                store.name_untitled(session_pk=session_pk, title=new_row["title"])
             store.insert_messages(session_pk=session_pk, rows=[{"data": item} for item in checked])
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 

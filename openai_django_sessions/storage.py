@@ -128,8 +128,21 @@ class Storage:
         self._returns_rows = supported if returning is None else returning and supported
         self._history: dict[tuple[int | None, bool], str] = {}
         self._inserts: dict[int, tuple[str, bool]] = {}
+        # The upsert returns the row's owner and title with its id, where the
+        # backend returns rows: checking the owner and naming an untitled
+        # conversation then cost no query.
+        self._upsert_returns = [session_model._meta.pk] + (
+            [_field(session_model, "owner"), _field(session_model, "title")]
+            if self.has_details
+            else []
+        )
         self._upsert, _ = self._compile_insert(
-            session_model, self.session_columns, 1, returning=True, upsert=True
+            session_model,
+            self.session_columns,
+            1,
+            returning=True,
+            upsert=True,
+            returning_fields=self._upsert_returns,
         )
         self._insert_session, _ = self._compile_insert(
             session_model, self.session_columns, 1, returning=True, upsert=False
@@ -223,14 +236,20 @@ class Storage:
         return locked
 
     def upsert_session(
-        self, *, session_id: str, values: Mapping[str, Any] | None = None, owner: Any = None
+        self,
+        *,
+        session_id: str,
+        values: Mapping[str, Any] | None = None,
+        owner: Any = None,
+        untitled: str = "",
     ) -> int:
         """Create the session row or bump its ``updated_at``, locking it; return its pk.
 
         ``values`` (by field ``attname``) fill the row when it is created and are
         ignored when it exists. With ``owner`` the row is created with that owner,
         and an existing row of someone else's (or no one's) raises
-        ``PermissionDenied``, checked under the row's lock.
+        ``PermissionDenied``, checked under the row's lock. ``untitled`` is the
+        title an existing row without one gets (the automatic title).
         """
         row = {**(values or {}), "session_id": session_id}
         if owner is not None:
@@ -238,20 +257,28 @@ class Storage:
         params = self._params(self.session_columns, row)
         with connections[self.alias].cursor() as cursor:
             cursor.execute(self._upsert, params)
-            session_pk = int(cursor.fetchone()[0]) if self._returns_rows else None
-        # Backends that cannot return ids from an upsert (MySQL): the row is
-        # locked by now, so reading its id is safe.
-        if session_pk is None:
-            session_pk = self.session_pk(session_id=session_id)
-        if owner is not None:
-            rows = self.session_model._default_manager.using(self.alias).filter(pk=session_pk)
-            if rows.values_list("owner_id", flat=True).get() != owner:
+            returned = cursor.fetchone() if self._returns_rows else None
+        if returned is not None:
+            session_pk, *found = returned
+        else:
+            # Backends that cannot return rows from an upsert (MySQL): the row is
+            # locked by now, so reading it is safe.
+            rows = self.session_model._default_manager.using(self.alias)
+            names = [f.attname for f in self._upsert_returns]
+            session_pk, *found = rows.filter(session_id=session_id).values_list(*names).get()
+        if found:
+            found_owner, found_title = found
+            if found_owner is not None:  # a raw column value from RETURNING: the key's type
+                found_owner = _field(self.session_model, "owner").to_python(found_owner)
+            if owner is not None and found_owner != owner:
                 raise PermissionDenied(_refusal(session_id))
-        return session_pk
+            if untitled and not found_title:
+                self.name_untitled(session_pk=int(session_pk), title=untitled)
+        return int(session_pk)
 
     # -- details: owner, title, metadata (models that have them) -------------------
 
-    @functools.cached_property
+    @property
     def has_details(self) -> bool:
         """Whether the session model has ``owner``, ``title`` and ``metadata``.
 
@@ -436,6 +463,7 @@ class Storage:
         *,
         returning: bool,
         upsert: bool,
+        returning_fields: Sequence[Field[Any, Any]] | None = None,
     ) -> tuple[str, bool]:
         """The INSERT of ``count`` rows, and whether it takes one array per column."""
         kwargs: dict[str, Any] = {}
@@ -452,7 +480,7 @@ class Storage:
         query.insert_values(fields, blanks, raw=True)
         compiler = query.get_compiler(using=self.alias)
         if returning and self._returns_rows:
-            compiler.returning_fields = [model._meta.pk]
+            compiler.returning_fields = list(returning_fields or [model._meta.pk])
         statements = compiler.as_sql()
         if len(statements) != 1:
             raise RuntimeError(f"expected one INSERT statement, got {len(statements)}")
