@@ -225,7 +225,7 @@ class DjangoSession(SessionABC):
         store = self._storage(write=True)
 
         def update() -> details.SessionDetails:
-            row = store.session_details(session_id=self.session_id, owner=self.owner_id)
+            row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
             if row is None:
                 values = {**self._new_row_values([]), **changes}
                 store.upsert_session(session_id=self.session_id, values=values, owner=self.owner_id)

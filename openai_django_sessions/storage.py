@@ -287,12 +287,18 @@ class Storage:
         """
         return {"owner", "title", "metadata"} <= {f.name for f in self.session_columns}
 
-    def session_details(self, *, session_id: str, owner: Any = None) -> dict[str, Any] | None:
+    def session_details(
+        self, *, session_id: str, owner: Any = None, lock: bool = False
+    ) -> dict[str, Any] | None:
         """The session row's details by field name; ``None`` if there is no row.
 
-        ``PermissionDenied`` with ``owner`` if the row is someone else's.
+        ``PermissionDenied`` with ``owner`` if the row is someone else's. ``lock``
+        locks the row (``SELECT ... FOR UPDATE``) until the transaction ends,
+        without bumping its ``updated_at``.
         """
         rows = self.session_model._default_manager.using(self.alias)
+        if lock:
+            rows = rows.select_for_update()
         row = (
             rows.filter(session_id=session_id)
             .values("pk", "session_id", "owner_id", "title", "metadata", "created_at", "updated_at")
