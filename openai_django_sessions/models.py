@@ -55,10 +55,9 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
     def with_counts(self) -> Self:
         """Annotate each session with ``message_count``.
 
-        A correlated subquery per row rather than a join and ``GROUP BY``: it
-        is evaluated for the rows returned only (a page of a long list reads
-        that page's messages index, not every message of every conversation),
-        and further totals can be annotated beside it without multiplying rows.
+        A correlated subquery per row (on the messages' ``(session_id, id)``
+        index) rather than a join and ``GROUP BY``, so that further totals can
+        be annotated beside it without multiplying rows.
         """
         messages = (
             AgentMessage.objects.filter(session=models.OuterRef("pk"))
