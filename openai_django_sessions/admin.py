@@ -1,8 +1,10 @@
-"""The admin for stored sessions: a changelist with message counts, and each
-conversation read-only, a page at a time.
+"""The admin for stored sessions: a changelist with owners and message counts, and
+each conversation read-only, a page at a time.
 
-Sessions are written by agents, not people: nothing can be added or edited
-here. Deleting a session deletes its messages. Queries go to the alias that
+Conversations are written by agents, not people: sessions cannot be added here,
+and their items cannot be edited. Staff with the change permission can edit a
+session's title and metadata (saving them leaves its last activity alone).
+Deleting a session deletes its messages. Queries go to the alias that
 ``routing.alias_for`` picks (the ``DATABASE`` setting, else the routers); with
 sessions on several databases (``routers.ShardRouter``), the changelist shows
 one at a time, names it, and a "database" filter switches between them.
@@ -16,17 +18,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import display_for_value, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
 from django.db import connections
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import display, routing
+from . import display, owners, routing
 from .models import AgentMessage, AgentSession
 
 
@@ -122,16 +125,52 @@ class DatabaseFilter(admin.SimpleListFilter):
         return queryset  # get_queryset already reads this database
 
 
+class OwnerFilter(admin.RelatedOnlyFieldListFilter):
+    """Owners who have sessions, read as a list: the sessions may be on another alias."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        owner_pks = list(
+            model_admin.get_queryset(request).order_by().values_list("owner", flat=True).distinct()
+        )
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"pk__in": owner_pks}, ordering=ordering
+        )
+
+
+class AgentSessionForm(forms.ModelForm):
+    """Title and metadata, the only fields staff edit; metadata must be a JSON object."""
+
+    class Meta:
+        model = AgentSession
+        fields = ("title", "metadata")
+
+    def clean_metadata(self) -> Any:
+        value = self.cleaned_data["metadata"]
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Metadata must be a JSON object, such as {}.")
+        return value
+
+
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
-    list_display = ("session_id", "message_count", "created_at", "last_activity")
-    search_fields = ("session_id",)
-    list_filter = (DatabaseFilter, ("updated_at", LastActivityFilter))
+    form = AgentSessionForm
+    list_display = ("session_id", "title", "owner", "message_count", "created_at", "last_activity")
+    list_select_related = ("owner",)
+    list_filter = (DatabaseFilter, ("owner", OwnerFilter), ("updated_at", LastActivityFilter))
     date_hierarchy = "updated_at"
     ordering = ("-updated_at",)
     list_per_page = 100
-    fields = ("session_id", "message_count", "created_at", "last_activity")
-    readonly_fields = fields
+    fields = (
+        "session_id",
+        "owner",
+        "title",
+        "metadata",
+        "message_count",
+        "created_at",
+        "last_activity",
+    )
+    readonly_fields = ("session_id", "owner", "message_count", "created_at", "last_activity")
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
 
@@ -146,10 +185,22 @@ class AgentSessionAdmin(admin.ModelAdmin):
             context.setdefault("subtitle", f"Database: {shown_database(request)}")
         return super().changelist_view(request, context)
 
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        # The owner by the name users sign in with, whatever the user model.
+        return ("session_id", "title", f"owner__{owners.username_field()}")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
-        # One query for the whole changelist page, counts included.
-        queryset = super().get_queryset(request).annotate(message_count=Count("messages"))
+        # One query for the whole changelist page, counts and owners included.
+        queryset = super().get_queryset(request).with_counts()  # type: ignore[attr-defined]
         return queryset.using(shown_database(request))
+
+    def save_model(self, request: HttpRequest, obj: AgentSession, form: Any, change: bool) -> None:
+        # Only the edited columns: save() would bump updated_at, which is the
+        # conversation's last activity, and rewrite columns agents maintain.
+        changed = {name: getattr(obj, name) for name in form.changed_data}
+        if changed:
+            rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
+            rows.update(**changed)
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:
@@ -161,10 +212,6 @@ class AgentSessionAdmin(admin.ModelAdmin):
         return str(display_for_value(obj.updated_at, self.get_empty_value_display()))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # View-only: saving the form would only bump updated_at.
         return False
 
     def delete_model(self, request: HttpRequest, obj: AgentSession) -> None:

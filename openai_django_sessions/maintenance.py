@@ -13,12 +13,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, cast
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import transactions
+from . import owners, transactions
 from .models import AgentMessage, AgentSession
 
 if TYPE_CHECKING:
@@ -61,18 +61,24 @@ def sessions(
     *,
     inactive_for: timedelta | None = None,
     search: str | None = None,
+    owner: str | None = None,
 ) -> QuerySet[WithAnnotations[AgentSession, MessageCount]]:
     """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
 
     ``inactive_for`` keeps those whose last activity is older than that;
-    ``search`` those whose id contains the text (case-insensitive).
+    ``search`` those whose id contains the text (case-insensitive); ``owner``
+    those of the user with that ``USERNAME_FIELD`` value. Owners are selected
+    with the sessions.
     """
-    queryset = AgentSession.objects.using(using).annotate(message_count=Count("messages"))
+    queryset = AgentSession.objects.using(using).select_related("owner").with_counts()
+    if owner is not None:
+        queryset = queryset.filter(**{f"owner__{owners.username_field()}": owner})
     if inactive_for is not None:
         queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
     if search:
         queryset = queryset.filter(session_id__icontains=search)
-    return queryset.order_by("-updated_at", "-pk")
+    ordered = queryset.order_by("-updated_at", "-pk")
+    return cast("QuerySet[WithAnnotations[AgentSession, MessageCount]]", ordered)
 
 
 def sessions_of(
@@ -80,10 +86,12 @@ def sessions_of(
     *,
     inactive_for: timedelta | None = None,
     search: str | None = None,
+    owner: str | None = None,
 ) -> Iterator[WithAnnotations[AgentSession, MessageCount]]:
     """``sessions`` of every alias in ``aliases`` (every shard), merged in the same order."""
     per_alias = [
-        sessions(alias, inactive_for=inactive_for, search=search).iterator() for alias in aliases
+        sessions(alias, inactive_for=inactive_for, search=search, owner=owner).iterator()
+        for alias in aliases
     ]
     if len(per_alias) == 1:
         return per_alias[0]

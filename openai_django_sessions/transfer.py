@@ -3,15 +3,20 @@
 The JSON Lines format has one session per line::
 
     {"session_id": "...", "created_at": "<ISO 8601>", "updated_at": "<ISO 8601>",
+     "owner": "<the owner's USERNAME_FIELD value>" | null, "title": "...", "metadata": {...},
      "items": [{"data": {...the SDK item...}, "created_at": "<ISO 8601>"}, ...]}
 
 Items are in conversation order. The keys are the models' fields (``_meta``):
 every concrete field of the session row but its primary key, and of each
 message but its primary key and session, so a field added to a model is
-exported and imported with no change here. Export then import gives back the
-same items, in the same order, with the same timestamps. On import ``created_at`` and
-``updated_at`` may be left out (they become the time of the import), and a
-timestamp without an offset is read as UTC, as the SDK's SQLite files store them.
+exported and imported with no change here. The owner is the exception: it is
+written as ``"owner"``, the user's ``USERNAME_FIELD`` value (``null``: no owner),
+so a file moves between databases whose primary keys differ. Export then import
+gives back the same items, in the same order, with the same timestamps, owner,
+title and metadata. On import ``created_at`` and ``updated_at`` may be left out
+(they become the time of the import), and so may the other fields (their
+defaults: no owner, empty title and metadata); a timestamp without an offset is
+read as UTC, as the SDK's SQLite files store them.
 """
 
 from __future__ import annotations
@@ -28,21 +33,32 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
-from . import routing, storage, transactions
+from . import owners, routing, storage, transactions
 from .items import check_items
 from .models import AgentMessage, AgentSession
 
 Existing = Literal["refuse", "replace", "skip"]
+# What an import does with a session whose owner is not a user of the target database.
+MissingOwners = Literal["refuse", "drop"]
 
 MAX_REPORTED_PROBLEMS = 20
 
 
 class TransferError(Exception):
     """The input or the target database does not allow the transfer; the message says why."""
+
+
+class MissingOwnersError(TransferError):
+    """Sessions of the input name owners that are not users of the target database."""
+
+    def __init__(self, message: str, usernames: list[str]) -> None:
+        super().__init__(message)
+        self.usernames = usernames
 
 
 class ExistingSessionsError(TransferError):
@@ -70,6 +86,7 @@ class SessionRecord:
 
     values: dict[str, Any]
     items: list[StoredItem] = field(default_factory=list)
+    owner: str | None = None  # the owner's USERNAME_FIELD value
 
     @property
     def session_id(self) -> str:
@@ -94,8 +111,9 @@ class TransferResult:
 
 
 def session_fields() -> list[models.Field[Any, Any]]:
-    """The session row's fields a record carries: every concrete one but the primary key."""
-    return storage.columns(AgentSession)
+    """The session row's fields a record carries: every concrete one but the primary key
+    and the owner (carried as ``"owner"``, by name)."""
+    return [f for f in storage.columns(AgentSession) if f.name != "owner"]
 
 
 def item_fields() -> list[models.Field[Any, Any]]:
@@ -144,11 +162,12 @@ def export_sessions(
     result = TransferResult()
     fields = session_fields()
     for alias, wanted in plan:
-        queryset = AgentSession.objects.using(alias).all()
+        queryset = AgentSession.objects.using(alias).select_related("owner")
         if wanted is not None:
             queryset = queryset.filter(session_id__in=wanted)
         for session in _in_batches(queryset, batch_size):
             head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
+            head["owner"] = owners.username_of(session.owner)
             # The record is written in pieces, items as they are read: "]}" closes it.
             stream.write(_dumps(head)[:-1] + ',"items":[')
             first = True
@@ -321,7 +340,7 @@ def _record_from_json(value: object) -> SessionRecord:
     if not isinstance(value, dict):
         raise ValueError("a line must be a JSON object with session_id and items")
     fields = {f.attname: f for f in session_fields()}
-    unknown = sorted(set(value) - set(fields) - {"items"})
+    unknown = sorted(set(value) - set(fields) - {"items", "owner"})
     if unknown:
         raise ValueError(f"unknown key {_quote_list(unknown)}")
     if "session_id" not in value or "items" not in value:
@@ -330,9 +349,13 @@ def _record_from_json(value: object) -> SessionRecord:
     items = value["items"]
     if not isinstance(items, list):
         raise ValueError("items must be a list")
+    owner = value.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not owner):
+        raise ValueError(f"owner must be a non-empty string or null, got {owner!r:.80}")
     return SessionRecord(
         values={**values, "session_id": _session_id(value["session_id"])},
         items=[_item_from_json(index, item) for index, item in enumerate(items)],
+        owner=owner,
     )
 
 
@@ -364,13 +387,19 @@ def _values_from_json(
             continue
         if raw is None and not model_field.null:
             raise ValueError(f"{where}{name} must not be null")
-        if raw is None or isinstance(model_field, models.JSONField):
+        if raw is None:
+            values[name] = raw
+        elif isinstance(model_field, models.JSONField):
+            # A field whose default is {} (metadata) holds a JSON object.
+            if model_field.default is dict and not isinstance(raw, dict):
+                raise ValueError(f"{where}{name} must be a JSON object, got {raw!r:.80}")
             values[name] = raw
         elif isinstance(model_field, models.DateTimeField):
             values[name] = _timestamp(raw, f"{where}{name}")
         else:
             try:
                 values[name] = model_field.to_python(raw)
+                model_field.run_validators(values[name])  # max_length and the like
             except ValidationError as exc:
                 raise ValueError(f"{where}{name}: {' '.join(exc.messages)}") from None
     return values
@@ -410,6 +439,7 @@ def import_sessions(
     *,
     using: str | None = None,
     existing: Existing = "refuse",
+    missing_owners: MissingOwners = "refuse",
     batch_size: int = 1000,
 ) -> TransferResult:
     """Store the sessions that ``read()`` yields; each session all or nothing.
@@ -426,6 +456,11 @@ def import_sessions(
     ``"refuse"`` raises ``ExistingSessionsError`` before writing anything,
     ``"replace"`` deletes the stored session first (in the same transaction),
     ``"skip"`` leaves it as it is.
+
+    Owners are looked up on ``using`` by the user model's ``USERNAME_FIELD``.
+    ``missing_owners`` says what happens to a session whose owner is not found:
+    ``"refuse"`` raises ``MissingOwnersError`` naming them before writing
+    anything, ``"drop"`` imports those sessions without owner.
     """
 
     def place(session_id: str) -> str:
@@ -433,6 +468,7 @@ def import_sessions(
 
     first_seen: dict[str, str] = {}
     targets: dict[str, list[str]] = {}
+    usernames: dict[str, set[str]] = {}  # by the database the sessions go to
     problems: list[str] = []
     for entry in read():
         record = entry.record
@@ -440,6 +476,8 @@ def import_sessions(
             problems.append(f"{entry.where}: {entry.error}")
             continue
         alias = place(record.session_id)
+        if record.owner is not None:
+            usernames.setdefault(alias, set()).add(record.owner)
         try:
             check_items([item.data for item in record.items], vendor=connections[alias].vendor)
         except (TypeError, ValueError) as exc:
@@ -460,6 +498,16 @@ def import_sessions(
             + "\n".join(shown)
             + (f"\n…and {more} more." if more else "")
         )
+    owner_keys = {alias: _owner_keys(alias, sorted(names)) for alias, names in usernames.items()}
+    missing = sorted(
+        {name for alias, names in usernames.items() for name in names - set(owner_keys[alias])}
+    )
+    if missing and missing_owners == "refuse":
+        raise MissingOwnersError(
+            f"Nothing was imported: {len(missing)} owner(s) are not users in database "
+            f"{_quote_list(sorted(usernames))}: {_quote_list(missing)}.",
+            missing,
+        )
     present = {sid for alias, ids in targets.items() for sid in _present(alias, ids)}
     if present and existing == "refuse":
         raise ExistingSessionsError(
@@ -477,7 +525,15 @@ def import_sessions(
         alias = place(record.session_id)
         try:
             replaced = transactions.run(
-                alias, partial(_write, alias, record, existing == "replace", batch_size)
+                alias,
+                partial(
+                    _write,
+                    alias,
+                    record,
+                    existing == "replace",
+                    batch_size,
+                    None if record.owner is None else owner_keys[alias].get(record.owner),
+                ),
             )
         except IntegrityError as exc:
             raise TransferError(
@@ -496,16 +552,29 @@ def import_sessions(
     return result
 
 
-def _write(using: str, record: SessionRecord, replace: bool, batch_size: int) -> bool:
-    """Insert one session and its items; True if it replaced a stored one."""
+def _write(
+    using: str, record: SessionRecord, replace: bool, batch_size: int, owner_key: Any
+) -> bool:
+    """Insert one session and its items, owned by ``owner_key``; True if it replaced one."""
     check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     replaced = bool(replace and store.delete_session(session_id=record.session_id))
-    session_pk = store.insert_session(values=record.values)
+    session_pk = store.insert_session(values={**record.values, "owner_id": owner_key})
     store.insert_messages(
         session_pk=session_pk, rows=[item.values for item in record.items], batch_size=batch_size
     )
     return replaced
+
+
+def _owner_keys(using: str, usernames: list[str], chunk: int = 500) -> dict[str, Any]:
+    """``{username: primary key}`` of the users of ``using`` named in ``usernames``."""
+    users = get_user_model()._default_manager.db_manager(using)
+    name = owners.username_field()
+    found: dict[str, Any] = {}
+    for start in range(0, len(usernames), chunk):
+        rows = users.filter(**{f"{name}__in": usernames[start : start + chunk]})
+        found.update((str(username), pk) for username, pk in rows.values_list(name, "pk"))
+    return found
 
 
 def _present(using: str, session_ids: list[str], chunk: int = 500) -> Iterator[str]:

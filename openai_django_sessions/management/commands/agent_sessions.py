@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, routing, transfer
+from ... import display, maintenance, owners, routing, transfer
 from ...models import AgentMessage, AgentSession
 
 
@@ -42,6 +43,7 @@ class Command(BaseCommand):
             help="Only sessions with no activity for this long (30d, 12h, 1w2d).",
         )
         listing.add_argument("--search", metavar="TEXT", help="Only session ids containing TEXT.")
+        listing.add_argument("--owner", metavar="USERNAME", help="Only the sessions of this user.")
         listing.add_argument(
             "--json", dest="as_json", action="store_true", help="Print a JSON array."
         )
@@ -103,6 +105,12 @@ class Command(BaseCommand):
             help="Keep sessions whose id already exists and import the others.",
         )
         importing.add_argument(
+            "--drop-missing-owners",
+            action="store_true",
+            help="Import sessions whose owner is not a user of the database without owner "
+            "(by default the import is refused, naming those users).",
+        )
+        importing.add_argument(
             "--batch-size", type=_positive_int, default=1000, help="Rows written per query."
         )
 
@@ -162,14 +170,24 @@ class Command(BaseCommand):
         *,
         inactive_for: timedelta | None,
         search: str | None,
+        owner: str | None,
         as_json: bool,
         **options: Any,
     ) -> None:
-        rows = maintenance.sessions_of(aliases, inactive_for=inactive_for, search=search)
+        if owner is not None:
+            known = get_user_model()._default_manager
+            name = owners.username_field()
+            if not any(known.db_manager(a).filter(**{name: owner}).exists() for a in aliases):
+                raise CommandError(f"No user {owner!r} in database {_quote(aliases)}.")
+        rows = maintenance.sessions_of(
+            aliases, inactive_for=inactive_for, search=search, owner=owner
+        )
         if as_json:
             self._write_json_array(
                 {
                     "session_id": s.session_id,
+                    "owner": owners.username_of(s.owner),
+                    "title": s.title,
                     "messages": s.message_count,
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
@@ -181,11 +199,13 @@ class Command(BaseCommand):
         for session in rows:
             if not count:
                 self.stdout.write(
-                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  LAST ACTIVITY"
+                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  {'LAST ACTIVITY':<23}  "
+                    f"{'OWNER':<20}  TITLE"
                 )
             self.stdout.write(
                 f"{session.session_id:<36}  {session.message_count:>8}  "
-                f"{_when(session.created_at):<23}  {_when(session.updated_at)}"
+                f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
+                f"{owners.username_of(session.owner) or '-':<20}  {session.title}".rstrip()
             )
             count += 1
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
@@ -200,7 +220,8 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         [alias] = aliases
-        session = AgentSession.objects.using(alias).filter(session_id=session_id).first()
+        rows_of = AgentSession.objects.using(alias).select_related("owner")
+        session = rows_of.filter(session_id=session_id).first()
         if session is None:
             raise CommandError(f"No session {session_id!r} in database {alias!r}.")
         rows = AgentMessage.objects.using(alias).filter(session=session)
@@ -216,6 +237,10 @@ class Command(BaseCommand):
             f"Session {session.session_id!r}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
+        self.stdout.write(f"Owner: {owners.username_of(session.owner) or '(none)'}")
+        self.stdout.write(f"Title: {session.title or '(none)'}")
+        metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
+        self.stdout.write(f"Metadata: {metadata}")
         for position, item in enumerate(items, start=total - len(items) + 1):
             self.stdout.write("")
             self.stdout.write(_render(position, display.describe(item)))
@@ -269,6 +294,7 @@ class Command(BaseCommand):
         messages_table: str,
         replace: bool,
         skip_existing: bool,
+        drop_missing_owners: bool,
         batch_size: int,
         **options: Any,
     ) -> None:
@@ -302,8 +328,14 @@ class Command(BaseCommand):
                 read,
                 using=options["database"],
                 existing=existing,
+                missing_owners="drop" if drop_missing_owners else "refuse",
                 batch_size=batch_size,
             )
+        except transfer.MissingOwnersError as exc:
+            raise CommandError(
+                f"{exc} Create those users first, or pass --drop-missing-owners to import "
+                "their sessions without owner."
+            ) from exc
         except transfer.ExistingSessionsError as exc:
             raise CommandError(
                 f"{exc} Pass --replace to overwrite them or --skip-existing to keep them."
@@ -489,3 +521,7 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def _quote(aliases: list[str]) -> str:
+    return ", ".join(repr(alias) for alias in aliases)
