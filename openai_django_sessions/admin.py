@@ -26,7 +26,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import display, routing
+from . import display, routing, usage
 from .models import AgentMessage, AgentSession
 
 
@@ -124,13 +124,13 @@ class DatabaseFilter(admin.SimpleListFilter):
 
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
-    list_display = ("session_id", "message_count", "created_at", "last_activity")
+    list_display = ("session_id", "message_count", "tokens", "created_at", "last_activity")
     search_fields = ("session_id",)
     list_filter = (DatabaseFilter, ("updated_at", LastActivityFilter))
     date_hierarchy = "updated_at"
     ordering = ("-updated_at",)
     list_per_page = 100
-    fields = ("session_id", "message_count", "created_at", "last_activity")
+    fields = ("session_id", "message_count", "usage", "created_at", "last_activity")
     readonly_fields = fields
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
@@ -147,13 +147,27 @@ class AgentSessionAdmin(admin.ModelAdmin):
         return super().changelist_view(request, context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
-        # One query for the whole changelist page, counts included.
-        queryset = super().get_queryset(request).annotate(message_count=Count("messages"))
+        # One query for the whole changelist page, counts and usage totals included.
+        queryset = (
+            super()
+            .get_queryset(request)
+            .annotate(message_count=Count("messages"), **usage.session_annotations())
+        )
         return queryset.using(shown_database(request))
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:
         return _message_count(obj)
+
+    @admin.display(description="tokens", ordering="usage_total_tokens")
+    def tokens(self, obj: AgentSession) -> int:
+        return int(getattr(obj, "usage_total_tokens", 0))
+
+    @admin.display(description="usage")
+    def usage(self, obj: AgentSession) -> str:
+        return display.usage_line(
+            {name: getattr(obj, f"usage_{name}", 0) for name in usage.COUNTERS}
+        )
 
     @admin.display(description="last activity", ordering="updated_at")
     def last_activity(self, obj: AgentSession) -> datetime:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypedDict
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from . import transactions
+from . import transactions, usage
 from .models import AgentMessage, AgentSession
 
 if TYPE_CHECKING:
@@ -51,9 +51,10 @@ def parse_duration(text: str) -> timedelta:
 
 
 class MessageCount(TypedDict):
-    """What ``sessions`` annotates each session with."""
+    """What ``sessions`` annotates each session with (and ``usage_<counter>`` totals)."""
 
     message_count: int
+    usage_total_tokens: int
 
 
 def sessions(
@@ -62,12 +63,15 @@ def sessions(
     inactive_for: timedelta | None = None,
     search: str | None = None,
 ) -> QuerySet[WithAnnotations[AgentSession, MessageCount]]:
-    """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
+    """Sessions on ``using``, most recent activity first, each annotated with
+    ``message_count`` and its usage totals (``usage_total_tokens``...).
 
     ``inactive_for`` keeps those whose last activity is older than that;
     ``search`` those whose id contains the text (case-insensitive).
     """
-    queryset = AgentSession.objects.using(using).annotate(message_count=Count("messages"))
+    queryset: QuerySet[WithAnnotations[AgentSession, MessageCount]] = AgentSession.objects.using(
+        using
+    ).annotate(message_count=Count("messages"), **usage.session_annotations())  # type: ignore[assignment]
     if inactive_for is not None:
         queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
     if search:

@@ -5,6 +5,7 @@ The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -20,8 +21,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, routing, transfer
-from ...models import AgentMessage, AgentSession
+from ... import display, maintenance, routing, transfer, usage
+from ...models import AgentMessage, AgentSession, AgentUsage
 
 
 class Command(BaseCommand):
@@ -171,6 +172,7 @@ class Command(BaseCommand):
                 {
                     "session_id": s.session_id,
                     "messages": s.message_count,
+                    "usage": {name: getattr(s, f"usage_{name}") for name in usage.COUNTERS},
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
                 }
@@ -181,10 +183,12 @@ class Command(BaseCommand):
         for session in rows:
             if not count:
                 self.stdout.write(
-                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  LAST ACTIVITY"
+                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'TOKENS':>10}  "
+                    f"{'CREATED':<23}  LAST ACTIVITY"
                 )
             self.stdout.write(
                 f"{session.session_id:<36}  {session.message_count:>8}  "
+                f"{session.usage_total_tokens:>10,}  "
                 f"{_when(session.created_at):<23}  {_when(session.updated_at)}"
             )
             count += 1
@@ -216,6 +220,8 @@ class Command(BaseCommand):
             f"Session {session.session_id!r}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
+        spent = usage.totals(AgentUsage.objects.using(alias).filter(session=session))
+        self.stdout.write(f"Usage: {display.usage_line(dataclasses.asdict(spent))}")
         for position, item in enumerate(items, start=total - len(items) + 1):
             self.stdout.write("")
             self.stdout.write(_render(position, display.describe(item)))
