@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from openai_django_sessions import DjangoSession
@@ -149,6 +150,16 @@ async def test_a_fork_into_another_database_copies_there():
         "original",
         (await stored_ids("original"))[2],
     )
+    assert await original.get_items() == ITEMS
+
+
+async def test_a_fork_goes_to_the_database_its_new_id_routes_to():
+    with override_settings(DATABASE_ROUTERS=["tests.test_routing.RecordsHints"]):
+        original = await source("d-original")  # "o-" ids route to "other"
+        fork = await original.afork("o-fork", keep=2)
+        assert await fork.get_items() == ITEMS[:2]
+    assert await AgentSession.objects.using("other").filter(session_id="o-fork").aexists()
+    assert not await AgentSession.objects.filter(session_id="o-fork").aexists()
     assert await original.get_items() == ITEMS
 
 
