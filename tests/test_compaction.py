@@ -112,7 +112,7 @@ def received():
 @pytest.mark.parametrize("wrapper_class", [OpenAIResponsesCompactionSession, CompactionSession])
 @pytest.mark.parametrize("limit", [None, 2])
 async def test_automatic_compaction_replaces_the_tail_and_keeps_the_row(
-    wrapper_class, limit, received, caplog
+    wrapper_class, limit, received, caplog, django_user_model
 ):
     client = FakeClient()
     inner = DjangoSession("c", session_settings={"limit": limit})
@@ -134,9 +134,12 @@ async def test_automatic_compaction_replaces_the_tail_and_keeps_the_row(
     assert texts(compacted["removed"]) == ["first question", "first answer"]
     assert texts(compacted["items"]) == ["summary 1"]
 
+    owner = await django_user_model.objects.acreate(username="ada")
+    await AgentSession.objects.filter(pk=row.pk).aupdate(owner=owner, metadata={"k": "v"})
     await Runner.run(agent, "second question", session=session)
     after = await AgentSession.objects.aget(session_id="c")
     assert (after.pk, after.created_at) == (row.pk, row.created_at)
+    assert (after.owner_id, after.metadata) == (owner.pk, {"k": "v"})
     assert texts(model.calls[1].input)[-1] == "second question"
     stored = texts(await inner.get_items(limit=100))
     assert stored[-1] == "summary 2"
