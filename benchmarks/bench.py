@@ -964,6 +964,51 @@ def report(
     return "\n".join([title, machine(server), "", body, *notes])
 
 
+# -- what usage recording costs ---------------------------------------------------------
+
+
+def statements_per_turn() -> str:
+    """Statements a ``turn`` sends, without and with the SDK's run context (``wrapper``).
+
+    With a wrapper, each turn's ``add_items`` records the usage the run spent since
+    the last one (here one model request per turn), as under ``Runner``.
+    """
+    from agents import RunContextWrapper
+    from agents.usage import Usage
+    from asgiref.sync import async_to_sync, sync_to_async
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from openai_django_sessions import DjangoSession
+
+    async def turns(session_id: str, wrapper: Any) -> None:
+        session = DjangoSession(session_id)
+        for n in range(5):
+            await session.get_items(limit=20, wrapper=wrapper)
+            if wrapper is not None:  # the model call the turn stands for
+                wrapper.usage.add(Usage(requests=1, input_tokens=900, total_tokens=1000))
+            await session.add_items(batch(n), wrapper=wrapper)
+
+    def count(session_id: str, wrapper: Any) -> float:
+        async_to_sync(turns)(f"{session_id}-warm", wrapper)
+        with CaptureQueriesContext(connections["default"]) as queries:
+            async_to_sync(turns)(session_id, wrapper)
+        return len(queries.captured_queries) / 5
+
+    def measure() -> tuple[float, float]:
+        # Runs in one thread, so the sessions' queries land on the connection captured.
+        without = count("stmts-plain", None)
+        with_wrapper = count("stmts-usage", RunContextWrapper(context=None))
+        connections.close_all()
+        return without, with_wrapper
+
+    without, with_wrapper = asyncio.run(sync_to_async(measure, thread_sensitive=False)())
+    return (
+        f"statements per turn (get_items(limit=20) + add_items of 5): "
+        f"{without:g} without a run context, {with_wrapper:g} recording usage"
+    )
+
+
 # -- entry point -----------------------------------------------------------------------
 
 
@@ -1009,7 +1054,9 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(tmp)
         server = setup_django(args.db, workdir)
         contenders, results = asyncio.run(benchmark(args, workdir))
+        statements = statements_per_turn()
     print(report(args, contenders, results, server))
+    print(statements)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import display, owners, routing
+from . import display, owners, routing, usage
 from .models import AgentMessage, AgentSession
 
 
@@ -155,7 +155,15 @@ class AgentSessionForm(forms.ModelForm):
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
     form = AgentSessionForm
-    list_display = ("session_id", "title", "owner", "message_count", "created_at", "last_activity")
+    list_display = (
+        "session_id",
+        "title",
+        "owner",
+        "message_count",
+        "tokens",
+        "created_at",
+        "last_activity",
+    )
     list_select_related = ("owner",)
     list_filter = (DatabaseFilter, ("owner", OwnerFilter), ("updated_at", LastActivityFilter))
     date_hierarchy = "updated_at"
@@ -167,10 +175,18 @@ class AgentSessionAdmin(admin.ModelAdmin):
         "title",
         "metadata",
         "message_count",
+        "usage",
         "created_at",
         "last_activity",
     )
-    readonly_fields = ("session_id", "owner", "message_count", "created_at", "last_activity")
+    readonly_fields = (
+        "session_id",
+        "owner",
+        "message_count",
+        "usage",
+        "created_at",
+        "last_activity",
+    )
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
 
@@ -190,7 +206,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
         return ("session_id", "title", f"owner__{owners.username_field()}")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
-        # One query for the whole changelist page, counts and owners included.
+        # One query for the whole changelist page: counts, usage totals and owners.
         queryset = super().get_queryset(request).with_counts()  # type: ignore[attr-defined]
         return queryset.using(shown_database(request))
 
@@ -205,6 +221,16 @@ class AgentSessionAdmin(admin.ModelAdmin):
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:
         return _message_count(obj)
+
+    @admin.display(description="tokens", ordering="usage_total_tokens")
+    def tokens(self, obj: AgentSession) -> int:
+        return int(getattr(obj, "usage_total_tokens", 0))
+
+    @admin.display(description="usage")
+    def usage(self, obj: AgentSession) -> str:
+        return display.usage_line(
+            {name: getattr(obj, f"usage_{name}", 0) for name in usage.COUNTERS}
+        )
 
     @admin.display(description="last activity", ordering="updated_at")
     def last_activity(self, obj: AgentSession) -> str:

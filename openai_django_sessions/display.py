@@ -89,3 +89,12 @@ def _part_text(part: object) -> str:
 
 def _summary_text(summary: object) -> str:
     return _content_text(summary) if isinstance(summary, list) else ""
+
+
+def usage_line(totals: dict[str, int]) -> str:
+    """Usage totals in one line: ``1,234 tokens (1,000 in, 200 cached; 234 out, ...)``."""
+    return (
+        f"{totals['total_tokens']:,} tokens ({totals['input_tokens']:,} in,"
+        f" {totals['cached_tokens']:,} cached; {totals['output_tokens']:,} out,"
+        f" {totals['reasoning_tokens']:,} reasoning) in {totals['requests']:,} requests"
+    )

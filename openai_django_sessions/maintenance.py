@@ -51,9 +51,10 @@ def parse_duration(text: str) -> timedelta:
 
 
 class MessageCount(TypedDict):
-    """What ``sessions`` annotates each session with."""
+    """What ``sessions`` annotates each session with (and ``usage_<counter>`` totals)."""
 
     message_count: int
+    usage_total_tokens: int
 
 
 def sessions(
@@ -63,7 +64,8 @@ def sessions(
     search: str | None = None,
     owner: str | None = None,
 ) -> QuerySet[WithAnnotations[AgentSession, MessageCount]]:
-    """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
+    """Sessions on ``using``, most recent activity first, each annotated with
+    ``message_count`` and its usage totals (``usage_total_tokens``...).
 
     ``inactive_for`` keeps those whose last activity is older than that;
     ``search`` those whose id contains the text (case-insensitive); ``owner``

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Coalesce
 
-from . import conf
+from . import conf, usage
 
 
 class AbstractAgentSession(models.Model):
@@ -53,11 +53,12 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         return self.filter(owner_id=owner_key(owner))
 
     def with_counts(self) -> Self:
-        """Annotate each session with ``message_count``.
+        """Annotate each session with ``message_count`` and its usage totals
+        (``usage_total_tokens``, ``usage_input_tokens``...: see ``usage``).
 
-        A correlated subquery per row (on the messages' ``(session_id, id)``
-        index) rather than a join and ``GROUP BY``, so that further totals can
-        be annotated beside it without multiplying rows.
+        Correlated subqueries per row (on the ``(session_id, id)`` indexes)
+        rather than a join and ``GROUP BY``, so that the totals stand beside
+        each other without multiplying rows.
         """
         messages = (
             AgentMessage.objects.filter(session=models.OuterRef("pk"))
@@ -66,7 +67,9 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
             .annotate(count=models.Count("pk"))
             .values("count")
         )
-        return self.annotate(message_count=Coalesce(models.Subquery(messages), 0))
+        return self.annotate(
+            message_count=Coalesce(models.Subquery(messages), 0), **usage.session_annotations()
+        )
 
     def conversations(self, owner: Any) -> Self:
         """``owner``'s sessions, newest activity first, counted: one query.

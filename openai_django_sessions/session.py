@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.items import TResponseInputItem
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
-from . import details, routing, signals, storage, tables, transactions
+from . import compaction, details, routing, signals, storage, tables, transactions, usage
 from .items import check_items
-from .models import AgentSession
+from .models import AgentSession, AgentUsage
 from .owners import owner_key
+
+if TYPE_CHECKING:
+    from agents.run_context import RunContextWrapper
 
 T = TypeVar("T")
 
@@ -68,6 +73,11 @@ def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionS
     )
 
 
+def _fingerprint(item: Any) -> str:
+    """Equal for equal JSON items, whatever the order of their keys."""
+    return json.dumps(item, sort_keys=True, separators=(",", ":"))
+
+
 class DjangoSession(SessionABC):
     """Conversation history for one ``session_id``, stored through Django's ORM.
 
@@ -93,11 +103,18 @@ class DjangoSession(SessionABC):
         title: the conversation's title when its row is created; ``None``: the
             text of its first user message.
         metadata: a dict of JSON values stored when the row is created.
+        skip_duplicate_items: ``add_items`` leaves out any item equal to one this
+            instance already stored (as in 0.2): several agents run in turn on one
+            user message store it once.
 
     Raises ``ValueError`` for an invalid ``session_id``, table name, alias, title
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
     the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
     ``title`` and ``metadata`` raise ``ValueError`` (those tables lack the columns).
+
+    The four protocol methods accept the SDK's keyword-only ``wrapper`` (its
+    ``RunContextWrapper``), so the ``Runner`` hands the run context over; with it,
+    ``add_items`` records the run's token usage (see ``usage``).
     """
 
     session_settings: SessionSettings | None
@@ -114,13 +131,21 @@ class DjangoSession(SessionABC):
         owner: Any = None,
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
+        skip_duplicate_items: bool = False,
     ) -> None:
         self.session_id = _check_session_id(session_id)
         self.session_settings = _coerce_settings(session_settings)
         if using is not None and using not in connections:
             raise ValueError(f"using={using!r} is not a database alias in DATABASES")
+        if not isinstance(skip_duplicate_items, bool):
+            raise TypeError(
+                f"skip_duplicate_items must be a bool, not {type(skip_duplicate_items).__name__}"
+            )
         self.using = using
         self.create_tables = create_tables
+        self.skip_duplicate_items = skip_duplicate_items
+        # Fingerprints of the items this instance stored (skip_duplicate_items).
+        self._stored: collections.Counter[str] = collections.Counter()
         self.session_model, self.message_model = tables.models_for(sessions_table, messages_table)
         self.owner_id: Any = None if owner is None else owner_key(owner)
         self.title = None if title is None else details.check_title(title)
@@ -136,9 +161,15 @@ class DjangoSession(SessionABC):
     def __repr__(self) -> str:
         return f"<DjangoSession {self.session_id!r} on {self.session_model._meta.db_table}>"
 
+    @property
+    def _usage_key(self) -> str:
+        return f"{self.session_model._meta.db_table}:{self.session_id}"
+
     # -- the SDK's Session protocol ------------------------------------------
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """The conversation history, oldest first.
 
         ``limit=None`` falls back to ``session_settings.limit``; if that is ``None``
@@ -150,27 +181,39 @@ class DjangoSession(SessionABC):
             raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
+        usage.observe(usage.resolve(wrapper), self._usage_key)
         return await sync_to_async(self._get_items)(limit)
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
+    async def add_items(
+        self,
+        items: list[TResponseInputItem],
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+    ) -> None:
         """Append ``items`` to the history, all or nothing.
 
         Creates the session row on first write and bumps ``updated_at``. ``[]``
         writes nothing. Raises ``TypeError``/``ValueError`` before writing if an
-        item is not a JSON object (see ``items.check_items``).
+        item is not a JSON object (see ``items.check_items``). With ``wrapper``,
+        the run's usage not recorded yet is recorded in the same transaction.
         """
         if not items and isinstance(items, (list, tuple)):
             return
-        await _finish(sync_to_async(self._add_items)(items))
+        wrapper = usage.resolve(wrapper)
+        recording = usage.pending(wrapper, self._usage_key)
+        if await _finish(sync_to_async(self._add_items)(items, recording)) and recording:
+            usage.recorded(wrapper, self._usage_key, recording)
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the most recent item, or ``None`` if there is none.
 
         Concurrent callers on one session each get a different item.
         """
         return await _finish(sync_to_async(self._pop_item)())
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of this session and its session row."""
         await _finish(sync_to_async(self._clear_session)())
 
@@ -244,6 +287,112 @@ class DjangoSession(SessionABC):
         title = details.auto_title(items) if self.title is None else self.title
         return {"title": title, "metadata": self.metadata or {}}
 
+    # -- beyond the protocol -------------------------------------------------
+
+    async def aget_usage(self) -> usage.UsageTotals:
+        """This session's recorded token usage, summed (one query; zeros if none).
+
+        Sessions on custom tables record no usage: their totals are zeros.
+        """
+        if self.session_model is not AgentSession:
+            return usage.UsageTotals()
+        store = await sync_to_async(self._storage)(write=False)
+        rows = AgentUsage.objects.using(store.alias).filter(session__session_id=self.session_id)
+        return await usage.atotals(rows)
+
+    async def afork(
+        self, new_session_id: str, *, keep: int | None = None, using: str | None = None
+    ) -> DjangoSession:
+        """Copy this conversation (all of it, or its first ``keep`` items) into a new one.
+
+        Returns the ``DjangoSession`` of ``new_session_id`` (same tables and
+        options). The new row copies owner, title and metadata and records
+        ``forked_from`` (this session's id) and ``forked_from_item`` (the id of
+        the last message copied; ``None`` if none was). This session is unchanged.
+
+        One transaction, and one ``INSERT ... SELECT`` for the messages, whatever
+        their number. ``using`` puts the new session on another database (default:
+        where ``new_session_id`` routes); if that is not this session's database,
+        the copy is read here and written there in one transaction on each side.
+
+        Raises ``ValueError`` if ``new_session_id`` exists or is invalid, if this
+        session does not exist, or for a negative ``keep`` (``TypeError`` if it
+        is not an int); nothing is written then.
+        """
+        _check_session_id(new_session_id)
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
+            raise TypeError(f"keep must be an int or None, not {type(keep).__name__}")
+        if keep is not None and keep < 0:
+            raise ValueError(f"keep must not be negative, got {keep}")
+        fork = DjangoSession(
+            new_session_id,
+            sessions_table=self.session_model._meta.db_table,
+            messages_table=self.message_model._meta.db_table,
+            create_tables=self.create_tables,
+            session_settings=self.session_settings,
+            using=using if using is not None else self.using,
+            skip_duplicate_items=self.skip_duplicate_items,
+            owner=self.owner_id,
+        )
+        await _finish(sync_to_async(self._fork)(fork, keep))
+        return fork
+
+    # -- the SDK's compaction hooks (see ``compaction``) -----------------------
+
+    def _hooks_apply(self) -> bool:
+        # Like the SDK's stores: a subclass that transforms items on the way in or
+        # out must not be bypassed by a replacement that writes rows directly.
+        cls = type(self)
+        return all(
+            getattr(cls, name) is getattr(DjangoSession, name)
+            for name in ("get_items", "add_items")
+        )
+
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: compaction.PrunePrefix | None = None
+    ) -> Any | None:
+        """The SDK's hook for automatic compaction: see ``compaction.snapshot``."""
+        if not self._hooks_apply():
+            return None
+        return await compaction.snapshot(self, limit, prune_prefix)
+
+    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
+        """The SDK's hook for whole-history replacement (manual ``run_compaction``).
+
+        Replaces every item with ``items`` in one transaction, keeping the session
+        row. ``False`` (nothing done) for subclasses that transform items.
+        """
+        if not self._hooks_apply():
+            return False
+        return await self._replace(None, list(items))
+
+    async def _replace(
+        self,
+        expected: list[compaction.Row] | None,
+        output: list[TResponseInputItem],
+        *,
+        prune_prefix: compaction.PrunePrefix | None = None,
+        batch: int = 100,
+    ) -> bool:
+        """Replace the ``expected`` newest rows (``None``: all) by ``output``.
+
+        See ``_replace_rows``; the run's pending usage is recorded with it.
+        """
+        wrapper = usage.resolve(None)
+        recording = usage.pending(wrapper, self._usage_key)
+        replaced, recorded = await _finish(
+            sync_to_async(self._replace_rows)(expected, output, prune_prefix, batch, recording)
+        )
+        if recorded and recording:
+            usage.recorded(wrapper, self._usage_key, recording)
+        if replaced:
+            self._stored.clear()
+        return replaced
+
+    async def _tail(self, limit: int) -> tuple[list[compaction.Row], bool]:
+        """The newest ``limit`` rows, oldest first, and whether they are all there is."""
+        return await sync_to_async(self._tail_rows)(limit)
+
     # -- the work, run in a worker thread ---------------------------------------
 
     def _storage(self, *, write: bool) -> storage.Storage:
@@ -264,11 +413,23 @@ class DjangoSession(SessionABC):
             atomic=False,
         )
 
-    def _add_items(self, items: list[TResponseInputItem]) -> None:
+    def _add_items(
+        self, items: list[TResponseInputItem], recording: usage.Recording | None = None
+    ) -> bool:
+        """Store ``items`` (and ``recording``); False if there was nothing to store."""
         store = self._storage(write=True)
         checked = check_items(items, vendor=store.vendor)
+        fingerprints: list[str] = []
+        if self.skip_duplicate_items:
+            fingerprints = [_fingerprint(item) for item in checked]
+            kept = [
+                (print_, item)
+                for print_, item in zip(fingerprints, checked, strict=True)
+                if not self._stored[print_]
+            ]
+            fingerprints, checked = [p for p, _ in kept], [i for _, i in kept]
         if not checked:
-            return
+            return False
 
         new_row = self._new_row_values(checked)
         # Rows that exist without a title get one from the first user message too.
@@ -278,23 +439,33 @@ class DjangoSession(SessionABC):
             session_pk = store.upsert_session(
                 session_id=self.session_id, values=new_row, owner=self.owner_id, untitled=untitled
             )
-            store.insert_messages(session_pk=session_pk, rows=[{"data": item} for item in checked])
+            store.insert_messages(
+                session_pk=session_pk,
+                rows=[{"data": item} for item in checked],
+                usage=_usage_values(recording),
+            )
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
         transactions.run(store.alias, write)
+        self._stored.update(fingerprints)
+        return True
 
     def _pop_item(self) -> TResponseInputItem | None:
         store = self._storage(write=True)
 
-        def pop() -> TResponseInputItem | None:
+        def pop() -> tuple[bool, TResponseInputItem | None]:
             if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
-                return None
+                return False, None
             found, item = store.pop_newest(session_id=self.session_id)
             if found:
                 self._on_commit(store.alias, signals.session_item_popped, item=item)
-            return item
+            return found, item
 
-        return transactions.run(store.alias, pop)
+        found, item = transactions.run(store.alias, pop)
+        if found and self._stored:
+            self._stored[_fingerprint(item)] -= 1
+            self._stored += collections.Counter()  # drops counts that reached zero
+        return item
 
     def _clear_session(self) -> None:
         store = self._storage(write=True)
@@ -306,6 +477,158 @@ class DjangoSession(SessionABC):
             self._on_commit(store.alias, signals.session_cleared)
 
         transactions.run(store.alias, clear)
+        self._stored.clear()
+
+    def _fork(self, fork: DjangoSession, keep: int | None) -> None:
+        source = self._storage(write=True)
+        target = fork._storage(write=True)
+        if source.alias == target.alias:
+            transactions.run(source.alias, lambda: self._fork_here(fork, source, keep))
+            return
+        values, items = transactions.run(source.alias, lambda: self._fork_source(source, keep))
+        transactions.run(target.alias, lambda: fork._fork_target(target, values, items))
+
+    def _fork_source(
+        self, store: storage.Storage, keep: int | None
+    ) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """The fork's session row values and (data, created_at) of the messages to copy."""
+        values = self._fork_values(store, keep)
+        rows = store.messages_of(session_id=self.session_id)
+        rows = rows.filter(pk__lte=values["forked_from_item"] or 0).order_by("id")
+        return values, list(rows.values_list("data", "created_at"))
+
+    def _fork_here(self, fork: DjangoSession, store: storage.Storage, keep: int | None) -> None:
+        values = self._fork_values(store, keep)
+        target_pk = fork._create_fork_row(store, values)
+        if values["forked_from_item"] is not None:
+            store.copy_messages(
+                source_pk=values["_source_pk"],
+                target_pk=target_pk,
+                through_id=values["forked_from_item"],
+            )
+
+    def _fork_target(
+        self, store: storage.Storage, values: dict[str, Any], items: list[tuple[Any, Any]]
+    ) -> None:
+        target_pk = self._create_fork_row(store, values)
+        store.insert_messages(
+            session_pk=target_pk,
+            rows=[{"data": data, "created_at": created} for data, created in items],
+        )
+
+    def _fork_values(self, store: storage.Storage, keep: int | None) -> dict[str, Any]:
+        """Lock this session's row and return what its fork's row is made of."""
+        if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
+            raise ValueError(f"cannot fork session {self.session_id!r}: it does not exist")
+        source_pk = store.session_pk(session_id=self.session_id)
+        through = store.last_id(session_id=self.session_id, keep=keep)
+        values: dict[str, Any] = {"_source_pk": source_pk, "forked_from_item": through}
+        if self.session_model is AgentSession:
+            copied = ("owner_id", "title", "metadata")
+            source = AgentSession.objects.using(store.alias).values(*copied).get(pk=source_pk)
+            values.update(source, forked_from=self.session_id)
+        return values
+
+    def _create_fork_row(self, store: storage.Storage, values: dict[str, Any]) -> int:
+        """Insert this session's row with ``values``; ``ValueError`` if it exists."""
+        exists = f"cannot fork into {self.session_id!r}: that session exists"
+        manager = self.session_model._default_manager.using(store.alias)
+        if manager.filter(session_id=self.session_id).exists():
+            raise ValueError(exists)
+        fields = {k: v for k, v in values.items() if not k.startswith("_")}
+        if self.session_model is not AgentSession:  # custom tables have no fork columns
+            fields = {}
+        try:
+            with transaction.atomic(using=store.alias):
+                return store.insert_session(values={"session_id": self.session_id, **fields})
+        except IntegrityError as exc:  # created meanwhile by another request
+            raise ValueError(exists) from exc
+
+    def _tail_rows(self, limit: int) -> tuple[list[compaction.Row], bool]:
+        store = self._storage(write=False)
+
+        def read() -> list[compaction.Row]:
+            if self.owner_id is not None:  # refuses another owner's row
+                store.session_details(session_id=self.session_id, owner=self.owner_id)
+            return store.newest_rows(session_id=self.session_id, limit=limit + 1)
+
+        # One row more than asked says whether older ones exist.
+        rows = transactions.run(store.alias, read, atomic=False)
+        return rows[:limit][::-1], len(rows) <= limit
+
+    def _replace_rows(
+        self,
+        expected: list[compaction.Row] | None,
+        output: list[TResponseInputItem],
+        prune_prefix: compaction.PrunePrefix | None,
+        batch: int,
+        recording: usage.Recording | None,
+    ) -> tuple[bool, bool]:
+        """Swap stored rows for ``output`` in one transaction; ``(replaced, usage recorded)``.
+
+        ``expected`` (the newest rows, oldest first, as a snapshot read them) must
+        still be exactly the newest rows, else nothing is replaced. ``None``
+        replaces the whole history. The session row stays; ``session_compacted``
+        is sent on commit.
+        """
+        store = self._storage(write=True)
+        checked = check_items(output, vendor=store.vendor)
+        session_id = self.session_id
+        values = _usage_values(recording)
+        new_row = self._new_row_values(checked)
+
+        def replace() -> tuple[bool, bool]:
+            if expected is None:
+                session_pk = store.upsert_session(
+                    session_id=session_id, values=new_row, owner=self.owner_id
+                )
+            elif store.lock_session(session_id=session_id, owner=self.owner_id):
+                session_pk = store.session_pk(session_id=session_id)
+            else:  # cleared since the snapshot
+                return False, False
+            removed: list[Any] = []
+            if expected is not None:
+                newest = store.newest_rows(session_id=session_id, limit=len(expected))
+                if newest[::-1] != expected:
+                    # The history changed since the snapshot: keep it, but the
+                    # compaction request was spent, so its usage is recorded.
+                    if values is not None:
+                        store.insert_usage(session_pk=session_pk, values=values)
+                    return False, values is not None
+                if prune_prefix is not None:
+                    removed = self._prune_prefix(store, expected[0][0], prune_prefix, batch)
+                removed += [item for _, item in expected]
+                store.delete_messages(session_id=session_id, from_id=expected[0][0])
+            else:
+                if signals.session_compacted.has_listeners(DjangoSession):
+                    removed = store.all_items(session_id=session_id)
+                store.delete_messages(session_id=session_id)
+            store.insert_messages(
+                session_pk=session_pk, rows=[{"data": item} for item in checked], usage=values
+            )
+            self._on_commit(store.alias, signals.session_compacted, removed=removed, items=checked)
+            return True, values is not None
+
+        return transactions.run(store.alias, replace)
+
+    def _prune_prefix(
+        self, store: storage.Storage, before: int, prune_prefix: compaction.PrunePrefix, batch: int
+    ) -> list[Any]:
+        """Delete the oldest rows ``prune_prefix`` approves, up to the first it does not."""
+        removed: list[Any] = []
+        while True:
+            prefix = store.oldest_rows(session_id=self.session_id, before_id=before, limit=batch)
+            approved = []
+            for pk, data in prefix:
+                if not prune_prefix(data):
+                    break
+                approved.append((pk, data))
+            if not approved:
+                return removed
+            store.delete_messages(session_id=self.session_id, through_id=approved[-1][0])
+            removed += [data for _, data in approved]
+            if len(approved) < len(prefix) or len(prefix) < batch:
+                return removed
 
     def _on_commit(self, alias: str, signal: Signal, **kwargs: Any) -> None:
         if signal.has_listeners(DjangoSession):
@@ -321,3 +644,10 @@ class DjangoSession(SessionABC):
 
 def _details(row: dict[str, Any]) -> details.SessionDetails:
     return details.SessionDetails(**{k: v for k, v in row.items() if k != "pk"})
+
+
+def _usage_values(recording: usage.Recording | None) -> dict[str, Any] | None:
+    """The ``AgentUsage`` row values of ``recording``."""
+    if recording is None:
+        return None
+    return {**recording.delta.columns(), "details": recording.details}

@@ -18,11 +18,13 @@ from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Field, ForeignKey, Model, QuerySet, Subquery
+from django.db.models import Field, ForeignKey, Max, Model, QuerySet, Subquery
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
+
+from .models import AgentSession, AgentUsage
 
 # Stand for the session id and the owner while the ORM compiles a statement; never sent.
 _SESSION_ID = "<session id>"
@@ -148,6 +150,14 @@ class Storage:
             session_model, self.session_columns, 1, returning=True, upsert=False
         )
         self._lock = self._compile_lock()
+        # Usage has a table beside the migrated models only.
+        self.usage_model: type[Model] | None = AgentUsage if session_model is AgentSession else None
+        self.usage_columns = columns(AgentUsage) if self.usage_model is not None else []
+        self._usage = ""
+        if self.usage_model is not None:
+            self._usage, _ = self._compile_insert(
+                AgentUsage, self.usage_columns, 1, returning=False, upsert=False
+            )
         self._pop = self._compile_pop()
         self._owned_lock: str | None = None
 
@@ -380,14 +390,26 @@ class Storage:
         session_pk: int,
         rows: Sequence[Mapping[str, Any]],
         batch_size: int | None = None,
+        usage: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert one message per mapping of ``rows`` (``data`` required) into the session.
 
         As few statements as the backend's parameter limit (and ``batch_size``)
-        allows, in order, so ids follow the order of ``rows``.
+        allows, in order, so ids follow the order of ``rows``. ``usage`` (values of
+        a usage row, see ``insert_usage``) is inserted with them: on PostgreSQL by
+        the same statement (a data-modifying ``WITH``), so it costs no round trip.
         """
         if not rows:
+            if usage is not None:
+                self.insert_usage(session_pk=session_pk, values=usage)
             return
+        prefix, prefix_params = "", []
+        if usage is not None and self.usage_model is not None and self.vendor == "postgresql":
+            prefix = (
+                f"WITH {connections[self.alias].ops.quote_name('usage_row')} AS ({self._usage}) "
+            )
+            prefix_params = self._usage_params(session_pk, usage)
+            usage = None
         fields = self.message_columns
         per_batch = connections[self.alias].ops.bulk_batch_size(fields, list(rows)) or len(rows)
         if batch_size is not None:
@@ -419,9 +441,81 @@ class Storage:
                 ]
                 sql, columnar = self._insert_messages_sql(len(batch))
                 if columnar:  # PostgreSQL's INSERT ... SELECT * FROM UNNEST: one array a column
-                    cursor.execute(sql, [list(column) for column in zip(*values, strict=True)])
+                    params = [list(column) for column in zip(*values, strict=True)]
                 else:
-                    cursor.execute(sql, [param for row in values for param in row])
+                    params = [param for row in values for param in row]
+                cursor.execute(prefix + sql, prefix_params + params)
+                prefix, prefix_params = "", []
+        if usage is not None:
+            self.insert_usage(session_pk=session_pk, values=usage)
+
+    def insert_usage(self, *, session_pk: int, values: Mapping[str, Any]) -> None:
+        """Insert a usage row (``AgentUsage`` columns by attname) for the session.
+
+        Does nothing for model pairs without a usage table (custom tables).
+        """
+        if self.usage_model is None:
+            return
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(self._usage, self._usage_params(session_pk, values))
+
+    def newest_rows(self, *, session_id: str, limit: int) -> list[tuple[int, Any]]:
+        """``(id, data)`` of the newest ``limit`` messages, newest first."""
+        rows = self.messages_of(session_id=session_id).order_by("-id")
+        return [(int(pk), data) for pk, data in rows.values_list("pk", "data")[:limit]]
+
+    def oldest_rows(self, *, session_id: str, before_id: int, limit: int) -> list[tuple[int, Any]]:
+        """``(id, data)`` of the oldest ``limit`` messages with an id below ``before_id``."""
+        rows = self.messages_of(session_id=session_id).filter(pk__lt=before_id).order_by("id")
+        return [(int(pk), data) for pk, data in rows.values_list("pk", "data")[:limit]]
+
+    def all_items(self, *, session_id: str) -> list[Any]:
+        """Every item of the session, oldest first (for ``session_compacted``)."""
+        rows = self.messages_of(session_id=session_id).order_by("id")
+        return list(rows.values_list("data", flat=True))
+
+    def delete_messages(
+        self, *, session_id: str, from_id: int | None = None, through_id: int | None = None
+    ) -> None:
+        """Delete the session's messages with ids from ``from_id`` through ``through_id``."""
+        rows = self.messages_of(session_id=session_id)
+        if from_id is not None:
+            rows = rows.filter(pk__gte=from_id)
+        if through_id is not None:
+            rows = rows.filter(pk__lte=through_id)
+        rows.delete()
+
+    def last_id(self, *, session_id: str, keep: int | None) -> int | None:
+        """The id of the session's ``keep``-th message (its last if fewer, or ``keep=None``)."""
+        rows = self.messages_of(session_id=session_id).order_by("id")
+        if keep == 0:
+            return None
+        kept = rows if keep is None else rows[:keep]
+        last = kept.aggregate(last=Max("id"))["last"]
+        return None if last is None else int(last)
+
+    def copy_messages(self, *, source_pk: int, target_pk: int, through_id: int) -> int:
+        """Copy session ``source_pk``'s messages up to id ``through_id`` to ``target_pk``.
+
+        One ``INSERT ... SELECT``, in id order (so the copies keep the order),
+        every column copied as stored (timestamps included) but the foreign key.
+        Returns the number of rows copied.
+        """
+        connection = connections[self.alias]
+        quote = connection.ops.quote_name
+        table = quote(self.message_model._meta.db_table)
+        pk = quote(_column(self.message_model, self.message_model._meta.pk.name))
+        fk = self.session_fk.column
+        copied = [str(field.column) for field in self.message_columns if field.column != fk]
+        columns = ", ".join(quote(column) for column in [fk, *copied])
+        selected = ", ".join(["%s", *(quote(column) for column in copied)])
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {selected} FROM {table}"
+            f" WHERE {quote(fk)} = %s AND {pk} <= %s ORDER BY {pk}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [target_pk, source_pk, through_id])
+            return int(cursor.rowcount)
 
     def pop_newest(self, *, session_id: str) -> tuple[bool, Any]:
         """Delete the newest message of ``session_id``; return ``(found, data)``.
@@ -453,6 +547,9 @@ class Storage:
             value = values[field.attname] if field.attname in values else _default(field, now)
             params.append(field.get_db_prep_save(value, connection))
         return params
+
+    def _usage_params(self, session_pk: int, values: Mapping[str, Any]) -> list[Any]:
+        return self._params(self.usage_columns, {**values, "session_id": session_pk})
 
     def _inserted_pk(self, cursor: CursorWrapper) -> int:
         if self._returns_rows:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from model_bakery import baker
 
 from openai_django_sessions import admin as ods_admin
-from openai_django_sessions.models import AgentMessage, AgentSession
+from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +76,23 @@ def test_changelist_shows_session_id_message_count_created_and_last_activity(
         assert f">{header}</a>" in html
 
 
+def test_changelist_and_change_page_show_usage_totals(admin_client: Client) -> None:
+    spent = make_session("spent", 2)
+    make_session("idle", 1)
+    for total in (1000, 234):
+        AgentUsage.objects.create(
+            session=spent, requests=1, input_tokens=total - 10, output_tokens=10, total_tokens=total
+        )
+
+    response = admin_client.get(CHANGELIST + "?o=3")  # sorted by tokens
+    rows = [(s.session_id, s.usage_total_tokens) for s in response.context["cl"].result_list]
+    assert rows == [("idle", 0), ("spent", 1234)]
+    assert ">Tokens</a>" in response.content.decode()
+
+    page = admin_client.get(change_url(spent)).content.decode()
+    assert "1,234 tokens (1,214 in, 0 cached; 20 out, 0 reasoning) in 2 requests" in page
+
+
 def test_changelist_query_count_does_not_grow_with_the_number_of_sessions(
     admin_client: Client, django_assert_max_num_queries: Any
 ) -> None:
@@ -86,6 +103,7 @@ def test_changelist_query_count_does_not_grow_with_the_number_of_sessions(
 
     for n in range(3):
         make_session(f"few-{n}", 2)
+        AgentUsage.objects.create(session=AgentSession.objects.get(session_id=f"few-{n}"))
     few = queries_for_changelist()
     for n in range(40):
         make_session(f"many-{n}", 2)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from model_bakery import baker
 
 from openai_django_sessions import maintenance, storage, transfer
-from openai_django_sessions.models import AgentMessage, AgentSession
+from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,12 @@ CONVERSATION: list[dict[str, Any]] = [
         "content": [{"type": "output_text", "text": "It is 18°C and cloudy.", "annotations": []}],
     },
 ]
+
+
+USAGE_COUNTERS = (
+    *("requests", "input_tokens", "output_tokens"),
+    *("total_tokens", "cached_tokens", "reasoning_tokens"),
+)
 
 
 def make_session(
@@ -126,10 +132,36 @@ def test_list_shows_sessions_with_message_counts_most_recent_first() -> None:
     lines = run("list").splitlines()
 
     assert lines[0].split() == [
-        *("SESSION", "ID", "MESSAGES", "CREATED", "LAST", "ACTIVITY", "OWNER", "TITLE")
+        *("SESSION", "ID", "MESSAGES", "TOKENS", "CREATED", "LAST", "ACTIVITY", "OWNER", "TITLE")
     ]
-    assert lines[1].split()[:2] == ["newer", "4"]
-    assert lines[2].split()[:2] == ["older", "1"]
+    assert lines[1].split()[:3] == ["newer", "4", "0"]
+    assert lines[2].split()[:3] == ["older", "1", "0"]
+    assert lines[-1] == "2 session(s)."
+
+
+def test_list_and_show_give_each_sessions_usage_totals() -> None:
+    spent = make_session("spent", CONVERSATION)
+    make_session("idle", CONVERSATION[:1], idle=timedelta(days=1))
+    for tokens in (1200, 34):
+        AgentUsage.objects.create(
+            session=spent, requests=1, input_tokens=tokens - 4, output_tokens=4, total_tokens=tokens
+        )
+
+    lines = run("list").splitlines()
+    assert lines[1].split()[:3] == ["spent", "4", "1,234"]
+    assert lines[2].split()[:3] == ["idle", "1", "0"]
+    [row, _] = json.loads(run("list", "--json"))
+    assert row["usage"] == {
+        "requests": 2,
+        "input_tokens": 1226,
+        "output_tokens": 8,
+        "total_tokens": 1234,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+    assert "Usage: 1,234 tokens (1,226 in, 0 cached; 8 out, 0 reasoning) in 2 requests" in run(
+        "show", "spent"
+    )
     assert lines[-1] == "2 session(s)."
 
 
@@ -164,6 +196,7 @@ def test_list_json_prints_an_array_with_counts_and_timestamps() -> None:
             "owner": None,
             "title": "",
             "messages": 4,
+            "usage": dict.fromkeys(USAGE_COUNTERS, 0),
             "created_at": session.created_at.isoformat(),
             "updated_at": session.updated_at.isoformat(),
         }

@@ -135,3 +135,17 @@ def test_run_sync_in_a_plain_worker_thread_with_no_running_loop():
         .values_list("data", flat=True)
     )
     assert texts(stored) == ["background job", "done in a task"]
+
+
+async def test_agents_run_in_turn_on_one_user_message_store_it_once():
+    session = DjangoSession("in-turn", skip_duplicate_items=True)
+    turn = [{"role": "user", "content": "Plan my trip"}]
+    for name in ("planner", "reviewer"):
+        model = ScriptedModel([[assistant_message(f"{name} says hi")]])
+        await Runner.run(Agent(name=name, model=model), turn, session=session)
+
+    assert texts(await session.get_items()) == [
+        "Plan my trip",
+        "planner says hi",
+        "reviewer says hi",
+    ]

@@ -5,6 +5,7 @@ The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,8 +22,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, owners, routing, transfer
-from ...models import AgentMessage, AgentSession
+from ... import display, maintenance, owners, routing, transfer, usage
+from ...models import AgentMessage, AgentSession, AgentUsage
 
 
 class Command(BaseCommand):
@@ -189,6 +190,7 @@ class Command(BaseCommand):
                     "owner": owners.username_of(s.owner),
                     "title": s.title,
                     "messages": s.message_count,
+                    "usage": {name: getattr(s, f"usage_{name}") for name in usage.COUNTERS},
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
                 }
@@ -199,11 +201,12 @@ class Command(BaseCommand):
         for session in rows:
             if not count:
                 self.stdout.write(
-                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  {'LAST ACTIVITY':<23}  "
-                    f"{'OWNER':<20}  TITLE"
+                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'TOKENS':>10}  {'CREATED':<23}  "
+                    f"{'LAST ACTIVITY':<23}  {'OWNER':<20}  TITLE"
                 )
             self.stdout.write(
                 f"{session.session_id:<36}  {session.message_count:>8}  "
+                f"{session.usage_total_tokens:>10,}  "
                 f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
                 f"{owners.username_of(session.owner) or '-':<20}  {session.title}".rstrip()
             )
@@ -241,6 +244,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Title: {session.title or '(none)'}")
         metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
         self.stdout.write(f"Metadata: {metadata}")
+        spent = usage.totals(AgentUsage.objects.using(alias).filter(session=session))
+        self.stdout.write(f"Usage: {display.usage_line(dataclasses.asdict(spent))}")
         for position, item in enumerate(items, start=total - len(items) + 1):
             self.stdout.write("")
             self.stdout.write(_render(position, display.describe(item)))
