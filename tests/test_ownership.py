@@ -340,3 +340,35 @@ async def test_custom_tables_without_owner_keep_working(alice: Any) -> None:
     assert await session.get_items() == []
     with pytest.raises(ValueError, match="sessions_table="):
         await session.aget_details()
+
+
+# -- forks and compaction snapshots ---------------------------------------------------
+
+
+async def test_forks_and_compaction_reads_of_someone_elses_conversation_are_refused(
+    alice: Any, bob: Any
+) -> None:
+    await DjangoSession("trip", owner=alice).add_items([msg(1), msg(2, "assistant")])
+    before = await snapshot("trip")
+    intruder = DjangoSession("trip", owner=bob)
+
+    with pytest.raises(PermissionDenied):
+        await intruder.afork("stolen")
+    with pytest.raises(PermissionDenied):
+        await intruder._tail(5)
+    with pytest.raises(PermissionDenied):
+        await intruder._atomic_replace_items([msg(3)])
+
+    assert await snapshot("trip") == before
+    assert not await AgentSession.objects.filter(session_id="stolen").aexists()
+
+
+async def test_a_fork_belongs_to_the_same_owner_and_is_scoped_to_them(alice: Any, bob: Any) -> None:
+    await DjangoSession("trip", owner=alice).add_items([msg(1), msg(2, "assistant")])
+
+    fork = await DjangoSession("trip", owner=alice).afork("trip-2", keep=1)
+
+    assert fork.owner_id == alice.pk
+    assert await fork.get_items() == [msg(1)]
+    with pytest.raises(PermissionDenied):
+        await DjangoSession("trip-2", owner=bob).get_items()
