@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import display, routing
-from .models import AgentMessage, AgentSession
+from .models import AgentMessage, AgentSession, session_id_contains
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,13 @@ class AgentSessionAdmin(admin.ModelAdmin):
     readonly_fields = fields
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AgentSession], search_term: str
+    ) -> tuple[QuerySet[AgentSession], bool]:
+        """Ids containing the search text, ignoring letter case only, on every database."""
+        term = search_term.strip()
+        return (queryset.filter(session_id_contains(term)) if term else queryset), False
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return SessionChangeList

@@ -17,7 +17,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from . import transactions
-from .models import AgentMessage, AgentSession
+from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -63,13 +63,13 @@ def sessions(
     """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
 
     ``inactive_for`` keeps those whose last activity is older than that;
-    ``search`` those whose id contains the text (case-insensitive).
+    ``search`` those whose id contains the text (see ``models.session_id_contains``).
     """
     queryset = AgentSession.objects.using(using).annotate(message_count=Count("messages"))
     if inactive_for is not None:
         queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
     if search:
-        queryset = queryset.filter(session_id__icontains=search)
+        queryset = queryset.filter(session_id_contains(search))
     return queryset.order_by("-updated_at", "-pk")
 
 

@@ -16,7 +16,7 @@ from django.db import connections, transaction
 from django.dispatch import Signal
 
 from . import routing, signals, storage, tables, transactions
-from .items import check_items
+from .items import check_items, check_session_id
 
 T = TypeVar("T")
 
@@ -42,28 +42,39 @@ async def _finish[T](awaitable: Awaitable[T]) -> T:
     return task.result()
 
 
-def _check_session_id(session_id: object) -> str:
-    if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
-        raise ValueError(
-            f"session_id must be a non-empty str of at most 255 characters, got {session_id!r:.80}"
-        )
-    return session_id
-
-
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
     if value is None:
         return SessionSettings()
-    if isinstance(value, SessionSettings):
-        return value
     if isinstance(value, dict):
         # SessionSettings ignores unknown keys: a typo would silently drop a limit.
         unknown = set(value) - {field.name for field in dataclasses.fields(SessionSettings)}
         if unknown:
             raise TypeError(f"session_settings has unknown keys: {', '.join(sorted(unknown))}")
-        return SessionSettings(**value)
-    raise TypeError(
-        f"session_settings must be a SessionSettings, a dict or None, not {type(value).__name__}"
-    )
+        if isinstance(value.get("limit"), bool):  # SessionSettings would make True 1
+            raise TypeError("session_settings limit must be an int or None, not bool")
+        value = SessionSettings(**value)
+    if not isinstance(value, SessionSettings):
+        raise TypeError(
+            "session_settings must be a SessionSettings, a dict or None, "
+            f"not {type(value).__name__}"
+        )
+    _check_limit(value.limit, "session_settings limit")
+    return value
+
+
+# The largest LIMIT every backend accepts; a larger limit means every item anyway.
+_MAX_LIMIT = 2**63 - 1
+
+
+def _check_limit(limit: object, what: str) -> int | None:
+    """``limit`` if it is ``None`` or a count (``True`` is not one), at most ``_MAX_LIMIT``."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"{what} must be an int or None, not {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError(f"{what} must not be negative, got {limit}")
+    return min(limit, _MAX_LIMIT)
 
 
 class DjangoSession(SessionABC):
@@ -100,7 +111,7 @@ class DjangoSession(SessionABC):
         session_settings: SessionSettings | dict[str, Any] | None = None,
         using: str | None = None,
     ) -> None:
-        self.session_id = _check_session_id(session_id)
+        self.session_id = check_session_id(session_id)
         self.session_settings = _coerce_settings(session_settings)
         if using is not None and using not in connections:
             raise ValueError(f"using={using!r} is not a database alias in DATABASES")
@@ -124,12 +135,10 @@ class DjangoSession(SessionABC):
         ``limit=None`` falls back to ``session_settings.limit``; if that is ``None``
         too, every item is returned, else the ``limit`` most recent ones (in
         chronological order). Items come back in the order they were added.
+        ``limit`` must be a non-negative ``int`` (not a ``bool``); one beyond
+        ``2**63 - 1`` is read as that, which is every item.
         """
-        limit = resolve_session_limit(limit, self.session_settings)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must not be negative, got {limit}")
+        limit = _check_limit(resolve_session_limit(limit, self.session_settings), "limit")
         return await sync_to_async(self._get_items)(limit)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
@@ -182,7 +191,11 @@ class DjangoSession(SessionABC):
 
         def write() -> None:
             session_pk = store.upsert_session(session_id=self.session_id)
-            store.insert_messages(session_pk=session_pk, rows=[{"data": item} for item in checked])
+            store.insert_messages(
+                session_pk=session_pk,
+                rows=[{"data": item} for item in checked],
+                batch_size=checked.batch_size,
+            )
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
         transactions.run(store.alias, write)

@@ -33,7 +33,7 @@ from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
 from . import storage, transactions
-from .items import check_items
+from .items import check_items, check_session_id
 from .models import AgentMessage, AgentSession
 
 Existing = Literal["refuse", "replace", "skip"]
@@ -238,7 +238,7 @@ def read_sdk_sqlite(
             try:
                 record = SessionRecord(
                     values={
-                        "session_id": _session_id(session_id),
+                        "session_id": check_session_id(session_id),
                         "created_at": _timestamp(created_at, "created_at"),
                         "updated_at": _timestamp(updated_at, "updated_at"),
                     }
@@ -308,7 +308,7 @@ def _record_from_json(value: object) -> SessionRecord:
     if not isinstance(items, list):
         raise ValueError("items must be a list")
     return SessionRecord(
-        values={**values, "session_id": _session_id(value["session_id"])},
+        values={**values, "session_id": check_session_id(value["session_id"])},
         items=[_item_from_json(index, item) for index, item in enumerate(items)],
     )
 
@@ -351,14 +351,6 @@ def _values_from_json(
             except ValidationError as exc:
                 raise ValueError(f"{where}{name}: {' '.join(exc.messages)}") from None
     return values
-
-
-def _session_id(value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 255:
-        raise ValueError(
-            f"session_id must be a non-empty string of at most 255 characters, got {value!r:.80}"
-        )
-    return value
 
 
 def _timestamp(value: object, what: str) -> datetime:
@@ -466,12 +458,14 @@ def import_sessions(
 
 def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, vendor: str) -> bool:
     """Insert one session and its items; True if it replaced a stored one."""
-    check_items([item.data for item in record.items], vendor=vendor)
+    checked = check_items([item.data for item in record.items], vendor=vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     replaced = bool(replace and store.delete_session(session_id=record.session_id))
     session_pk = store.insert_session(values=record.values)
     store.insert_messages(
-        session_pk=session_pk, rows=[item.values for item in record.items], batch_size=batch_size
+        session_pk=session_pk,
+        rows=[item.values for item in record.items],
+        batch_size=min(batch_size, checked.batch_size),
     )
     return replaced
 
