@@ -5,15 +5,16 @@ The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
 from argparse import ArgumentTypeError
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
@@ -146,7 +147,10 @@ class Command(BaseCommand):
         if alias not in connections:
             raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
         handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
-        handler(alias, **options)
+        try:
+            handler(alias, **options)
+        except BrokenPipeError:
+            _exit_on_closed_pipe()
 
     # -- subcommands ---------------------------------------------------------------
 
@@ -159,7 +163,13 @@ class Command(BaseCommand):
         as_json: bool,
         **options: Any,
     ) -> None:
-        rows = maintenance.sessions(alias, inactive_for=inactive_for, search=search).iterator()
+        queryset = maintenance.sessions(alias, inactive_for=inactive_for, search=search)
+        rows = cast(Generator[Any], queryset.iterator())  # a generator, which the stubs omit
+        # Closed here, while the connection is open, even if writing fails midway.
+        with contextlib.closing(rows):
+            self._list(rows, as_json=as_json)
+
+    def _list(self, rows: Iterator[Any], *, as_json: bool) -> None:
         if as_json:
             self._write_json_array(
                 {
@@ -419,6 +429,23 @@ class _replacing:
             os.replace(self.temp.name, self.path)
         else:
             os.unlink(self.temp.name)
+
+
+# What a shell reports for a command that SIGPIPE ended (128 + 13).
+CLOSED_PIPE_STATUS = 141
+
+
+def _exit_on_closed_pipe() -> None:
+    """Stop quietly, as Unix tools do, when the reader of our output went away.
+
+    ``export | head`` closes the pipe early: that is not an error to report.
+    Later writes (Python flushes standard output on exit) go to ``/dev/null``
+    so that no second ``BrokenPipeError`` is printed.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(CLOSED_PIPE_STATUS)
 
 
 def _lines(file: str, spooled: IO[str] | None) -> Iterator[str]:
