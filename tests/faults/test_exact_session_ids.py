@@ -64,7 +64,7 @@ async def test_lookalike_ids_stay_apart_in_tables_created_on_first_use():
 
 
 def test_the_migration_makes_existing_installs_compare_exactly():
-    call_command("migrate", "openai_django_sessions", "0002", verbosity=0)
+    call_command("migrate", "openai_django_sessions", "0003", verbosity=0)
     try:
         AgentSession.objects.create(session_id="Alice")
     finally:
