@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from agents.items import TResponseInputItem
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import connections
 from django.dispatch import Signal
 
 from . import routing, signals, storage, tables, transactions
+from .completion import run_to_completion
 from .items import check_items, check_session_id
-
-T = TypeVar("T")
-
-
-async def _finish[T](awaitable: Awaitable[T]) -> T:
-    """Await a write to its end even if the caller is cancelled meanwhile.
-
-    The write runs in a worker thread that cancellation cannot stop; waiting for
-    it means that once ``CancelledError`` reaches the caller, the write has
-    committed or rolled back, never still in flight.
-    """
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as lost
-        raise asyncio.CancelledError
-    return task.result()
 
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
@@ -150,18 +127,18 @@ class DjangoSession(SessionABC):
         """
         if not items and isinstance(items, (list, tuple)):
             return
-        await _finish(sync_to_async(self._add_items)(items))
+        await run_to_completion(partial(self._add_items, items))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the most recent item, or ``None`` if there is none.
 
         Concurrent callers on one session each get a different item.
         """
-        return await _finish(sync_to_async(self._pop_item)())
+        return await run_to_completion(self._pop_item)
 
     async def clear_session(self) -> None:
         """Delete every item of this session and its session row."""
-        await _finish(sync_to_async(self._clear_session)())
+        await run_to_completion(self._clear_session)
 
     # -- the work, run in a worker thread ---------------------------------------
 
@@ -233,4 +210,4 @@ class DjangoSession(SessionABC):
                 using=alias,
                 **kwargs,
             )
-            transaction.on_commit(send, using=alias)
+            transactions.on_commit(alias, send)

@@ -129,6 +129,25 @@ def write_lock(alias: str) -> contextlib.AbstractContextManager[object]:
         return _sqlite_write_locks.setdefault(name, threading.Lock())
 
 
+_owned = threading.local()
+
+
+def on_commit(alias: str, callback: Callable[[], object]) -> None:
+    """Call ``callback`` once the current write on ``alias`` has committed.
+
+    In a transaction ``run`` opened, that is after the commit *and* after the
+    SQLite write lock is released: a callback (a signal receiver) may then
+    write through another session, and other writers of the process do not
+    wait for it. In a transaction the caller opened, it is Django's
+    ``transaction.on_commit``: when the caller's transaction commits.
+    """
+    pending: list[Callable[[], object]] | None = getattr(_owned, alias, None)
+    if pending is None:
+        transaction.on_commit(callback, using=alias)
+    else:
+        pending.append(callback)
+
+
 def backoff(attempt: int) -> None:
     # Jitter keeps writers that collided from colliding again in lockstep.
     time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.25)))
@@ -158,14 +177,18 @@ def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
     attempt = 0
     while True:
         committing = False
+        callbacks: list[Callable[[], object]] = []
         try:
             if not atomic:
                 return func()
-            with write_lock(alias), transaction.atomic(using=alias):
-                read_committed(alias)
-                result = func()
-                committing = True
-            return result
+            setattr(_owned, alias, callbacks)
+            try:
+                with write_lock(alias), transaction.atomic(using=alias):
+                    read_committed(alias)
+                    result = func()
+                    committing = True
+            finally:
+                delattr(_owned, alias)
         except DatabaseError as exc:
             attempt += 1
             if is_contention(exc) and attempt < MAX_ATTEMPTS:
@@ -179,3 +202,8 @@ def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
             if reconnects:
                 backoff(reconnects)
             reconnects += 1
+        else:
+            # Committed, and the write lock released: see ``on_commit``.
+            for callback in callbacks:
+                callback()
+            return result
