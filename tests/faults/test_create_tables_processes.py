@@ -25,6 +25,7 @@ django.setup()
 from asgiref.sync import async_to_sync
 from openai_django_sessions import DjangoSession
 go = Path(sys.argv[1])
+Path(f"{go}.{sys.argv[2]}").touch()  # ready: Django imported and set up
 while not go.exists():
     time.sleep(0.01)
 session = DjangoSession(sys.argv[2], create_tables=True)
@@ -72,7 +73,11 @@ def test_processes_starting_at_once_on_an_empty_database_all_succeed(empty_datab
         )
         for n in range(PROCESSES)
     ]
-    time.sleep(2)  # let every child import Django and wait at the start line
+    ready = [Path(f"{go}.process-{n}") for n in range(PROCESSES)]
+    for _ in range(12_000):  # every child at the start line, so that they start at once
+        if all(path.exists() for path in ready) or any(c.poll() is not None for c in children):
+            break
+        time.sleep(0.01)
     go.touch()
     results = [child.communicate(timeout=300) for child in children]
     failures = [err for (out, err) in results if out.strip() != "ok"]
