@@ -92,6 +92,30 @@ def _isolation_above_read_committed(alias: str) -> bool:
     )
 
 
+def begin_write(alias: str) -> None:
+    """Start the transaction just opened on ``alias`` the way a write must start.
+
+    SQLite: take the write lock now (``BEGIN IMMEDIATE``), whatever the
+    configured transaction mode. A deferred transaction that reads first and
+    then writes is answered "database is locked" at once, without waiting,
+    when another process holds the lock; one that asks for the lock up front
+    waits for it. PostgreSQL: see ``read_committed``.
+    """
+    conn = connections[alias]
+    if conn.vendor == "sqlite":
+        mode = str(getattr(conn, "transaction_mode", None) or "").upper()
+        if mode in ("IMMEDIATE", "EXCLUSIVE"):
+            return  # Django began the transaction that way already
+        with conn.cursor() as cursor:
+            # Django opened it with a plain (deferred) BEGIN and nothing ran in
+            # it yet: end it and begin again, asking for the lock.
+            if conn.connection.in_transaction:
+                cursor.execute("COMMIT")
+            cursor.execute("BEGIN IMMEDIATE")
+    else:
+        read_committed(alias)
+
+
 def read_committed(alias: str) -> None:
     """Run the transaction just opened on ``alias`` at READ COMMITTED (PostgreSQL only).
 
@@ -165,8 +189,9 @@ def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
       times, unless the commit itself was under way: then whether it landed
       is unknown, so the error is raised rather than risking a second write,
       and the connection is still replaced for the next call.
-    - On PostgreSQL under REPEATABLE READ or SERIALIZABLE the transaction runs
-      at READ COMMITTED (see ``read_committed``).
+    - On SQLite the transaction takes the write lock up front; on PostgreSQL
+      under REPEATABLE READ or SERIALIZABLE it runs at READ COMMITTED (see
+      ``begin_write``).
     - Inside a transaction the caller opened, ``func`` runs in a savepoint and
       nothing is retried: the caller's transaction decides.
     """
@@ -184,7 +209,7 @@ def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
             setattr(_owned, alias, callbacks)
             try:
                 with write_lock(alias), transaction.atomic(using=alias):
-                    read_committed(alias)
+                    begin_write(alias)
                     result = func()
                     committing = True
             finally:

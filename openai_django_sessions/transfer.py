@@ -440,6 +440,11 @@ def import_sessions(
                 partial(_write, using, record, existing == "replace", batch_size, vendor),
             )
         except IntegrityError as exc:
+            if record.session_id in present or not _present_now(using, record.session_id):
+                raise TransferError(
+                    f"Database {using!r} refused session {record.session_id!r} ({exc}); "
+                    f"{result.sessions} session(s) were imported before it, none of it."
+                ) from exc
             raise TransferError(
                 f"Session {record.session_id!r} was created in database {using!r} while the "
                 f"import ran; {result.sessions} session(s) were imported before it, "
@@ -460,7 +465,14 @@ def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, ve
     """Insert one session and its items; True if it replaced a stored one."""
     checked = check_items([item.data for item in record.items], vendor=vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
-    replaced = bool(replace and store.delete_session(session_id=record.session_id))
+    # Lock the stored row first (as clear_session and prune do): a writer adding
+    # to the session meanwhile waits for the import instead of adding a message
+    # between the deletion of its messages and of its row.
+    replaced = bool(
+        replace
+        and store.lock_session(session_id=record.session_id)
+        and store.delete_session(session_id=record.session_id)
+    )
     session_pk = store.insert_session(values=record.values)
     store.insert_messages(
         session_pk=session_pk,
@@ -468,6 +480,10 @@ def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, ve
         batch_size=min(batch_size, checked.batch_size),
     )
     return replaced
+
+
+def _present_now(using: str, session_id: str) -> bool:
+    return AgentSession.objects.using(using).filter(session_id=session_id).exists()
 
 
 def _present(using: str, session_ids: list[str], chunk: int = 500) -> Iterator[str]:
