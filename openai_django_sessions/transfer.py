@@ -33,7 +33,7 @@ from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
 from . import storage, transactions
-from .items import check_items, check_session_id
+from .items import MAX_DEPTH, check_items, check_session_id
 from .models import AgentMessage, AgentSession
 
 Existing = Literal["refuse", "replace", "skip"]
@@ -201,9 +201,17 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Entry]:
             continue
         where = f"line {number}"
         try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes, kept as surrogates by the reader
+            yield Entry(where, error="not valid UTF-8 text")
+            continue
+        try:
             value = json.loads(line, parse_constant=_reject_constant)
         except ValueError as exc:
             yield Entry(where, error=f"not valid JSON ({exc})")
+            continue
+        except RecursionError:
+            yield Entry(where, error=f"nested more than {MAX_DEPTH} levels deep")
             continue
         try:
             yield Entry(where, record=_record_from_json(value))
@@ -364,7 +372,13 @@ def _timestamp(value: object, what: str) -> datetime:
         raise ValueError(f"{what} is not an ISO 8601 timestamp: {value!r:.80}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed if settings.USE_TZ else timezone.make_naive(parsed)
+    try:  # stored in UTC: near year 1 or 9999 an offset can push it out of range
+        parsed.astimezone(UTC)
+        return parsed if settings.USE_TZ else timezone.make_naive(parsed)
+    except OverflowError:
+        raise ValueError(
+            f"{what} is out of the range a database can store: {value!r:.80}"
+        ) from None
 
 
 def _reject_constant(name: str) -> None:

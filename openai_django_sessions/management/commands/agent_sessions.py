@@ -6,6 +6,7 @@ The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -284,10 +285,17 @@ class Command(BaseCommand):
             path = "standard input" if file == "-" else file
             if file == "-":
                 # Read twice (check, then write), so standard input is kept aside first.
+                # Undecodable bytes become surrogates, reported with their line number.
                 spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                    max_size=16 * 2**20, mode="w+", encoding="utf-8"
+                    max_size=16 * 2**20, mode="w+", encoding="utf-8", errors="surrogateescape"
                 )
-                spooled.writelines(sys.stdin)
+                binary = getattr(sys.stdin, "buffer", None)
+                if binary is None:  # already text (a test's StringIO)
+                    spooled.writelines(sys.stdin)
+                else:
+                    stdin = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape")
+                    spooled.writelines(stdin)
+                    stdin.detach()  # leave sys.stdin open
 
             def read() -> Iterable[transfer.Entry]:
                 return transfer.read_jsonl(_lines(file, spooled))
@@ -453,7 +461,7 @@ def _lines(file: str, spooled: IO[str] | None) -> Iterator[str]:
         spooled.seek(0)
         yield from spooled
         return
-    with open(file, encoding="utf-8") as stream:
+    with open(file, encoding="utf-8", errors="surrogateescape") as stream:
         yield from stream
 
 
