@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 Item = dict[str, Any]
 
-DB_NAME = "ods_bench"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "ods_bench")  # dropped and created each run
 PG = {
     "host": os.environ.get("PGHOST", "127.0.0.1"),
     "port": int(os.environ.get("PGPORT", "5432")),
@@ -901,14 +901,23 @@ def machine(server: str) -> str:
 
 
 def ratio(results: Results, workload: str, numerator: str, denominator: str) -> str:
+    """The median over rounds of each round's ratio: contenders of one round ran
+    interleaved, so load from outside the benchmark weighs on both alike."""
     top, bottom = results.get((workload, numerator)), results.get((workload, denominator))
-    if not top or not bottom:
+    if not top or not bottom or len(top) != len(bottom):
         return "—"
-    return f"{statistics.median(top) / statistics.median(bottom):.2f}x"
+    return f"{statistics.median(t / b for t, b in zip(top, bottom, strict=True)):.2f}x"
 
 
 def table_rows(contenders: list[Contender], results: Results) -> list[list[str]]:
-    header = ["workload (per second)", *(c.name for c in contenders), "Django/SA", "Django/floor"]
+    baselines = [SDK_SQLITE] if any(c.name == SDK_SQLITE for c in contenders) else []
+    baselines += [SQLALCHEMY, FLOOR]
+    short = {SDK_SQLITE: "SQLite", SQLALCHEMY: "SA", FLOOR: "floor"}
+    header = [
+        "workload (per second)",
+        *(c.name for c in contenders),
+        *(f"Django/{short[name]}" for name in baselines),
+    ]
     rows = [header]
     for workload in WORKLOADS:
         cells = [f"{workload.name} ({workload.unit})"]
@@ -918,8 +927,7 @@ def table_rows(contenders: list[Contender], results: Results) -> list[list[str]]
                 cells.append(contender.error.split(":", 1)[0])
             else:
                 cells.append(f"{statistics.median(rates):,.0f}" if rates else "—")
-        cells.append(ratio(results, workload.name, DJANGO, SQLALCHEMY))
-        cells.append(ratio(results, workload.name, DJANGO, FLOOR))
+        cells += [ratio(results, workload.name, DJANGO, name) for name in baselines]
         rows.append(cells)
     return rows
 

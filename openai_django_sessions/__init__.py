@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"
-__all__ = ["DjangoSession"]
+__all__ = ["DjangoSession", "SessionDetails"]
 
 if TYPE_CHECKING:
+    from .details import SessionDetails
     from .session import DjangoSession
 
 
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from .session import DjangoSession
 
         return DjangoSession
+    if name == "SessionDetails":
+        from .details import SessionDetails
+
+        return SessionDetails
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,13 @@
-"""The admin for stored sessions: a changelist with message counts, and each
-conversation read-only, a page at a time.
+"""The admin for stored sessions: a changelist with owners and message counts, and
+each conversation read-only, a page at a time.
 
-Sessions are written by agents, not people: nothing can be added or edited
-here. Deleting a session deletes its messages. Queries go to the alias that
-``routing.alias_for`` picks (the ``DATABASE`` setting, else the routers).
+Conversations are written by agents, not people: sessions cannot be added here,
+and their items cannot be edited. Staff with the change permission can edit a
+session's title and metadata (saving them leaves its last activity alone).
+Deleting a session deletes its messages. Queries go to the alias that
+``routing.alias_for`` picks (the ``DATABASE`` setting, else the routers); with
+sessions on several databases (``routers.ShardRouter``), the changelist shows
+one at a time, names it, and a "database" filter switches between them.
 On MySQL/MariaDB without time zone tables the date hierarchy is left out.
 """
 
@@ -12,18 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import display_for_value, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
 from django.db import connections
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import display, routing
+from . import display, owners, routing
 from .models import AgentMessage, AgentSession, session_id_contains
 
 
@@ -77,47 +83,149 @@ class LastActivityFilter(admin.DateFieldListFilter):
         self.title = "last activity"
 
 
+DATABASE_PARAMETER = "database"
+
+
+def shown_database(request: HttpRequest) -> str:
+    """The database whose sessions the admin shows for ``request``.
+
+    ``?database=`` (or the same kept in ``_changelist_filters`` on the change
+    and delete pages) if it is one the sessions live on, else the first of them.
+    """
+    aliases = routing.databases(AgentSession)
+    kept = dict(parse_qsl(request.GET.get("_changelist_filters", "")))
+    wanted = request.GET.get(DATABASE_PARAMETER) or kept.get(DATABASE_PARAMETER)
+    return wanted if wanted in aliases else aliases[0]
+
+
+class DatabaseFilter(admin.SimpleListFilter):
+    """Which database's sessions the changelist shows; only there when there are several."""
+
+    title = "database"
+    parameter_name = DATABASE_PARAMETER
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        self.shown = shown_database(request)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        aliases = routing.databases(AgentSession)
+        return [(alias, alias) for alias in aliases] if len(aliases) > 1 else []
+
+    def choices(self, changelist: Any) -> Any:
+        # No "All": one database is shown at a time, the first by default.
+        for alias, title in self.lookup_choices:
+            yield {
+                "selected": alias == self.shown,
+                "query_string": changelist.get_query_string({self.parameter_name: alias}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset  # get_queryset already reads this database
+
+
+class OwnerFilter(admin.RelatedOnlyFieldListFilter):
+    """Owners who have sessions, read as a list: the sessions may be on another alias."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        owner_pks = list(
+            model_admin.get_queryset(request).order_by().values_list("owner", flat=True).distinct()
+        )
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"pk__in": owner_pks}, ordering=ordering
+        )
+
+
+class AgentSessionForm(forms.ModelForm):
+    """Title and metadata, the only fields staff edit; metadata must be a JSON object."""
+
+    class Meta:
+        model = AgentSession
+        fields = ("title", "metadata")
+
+    def clean_metadata(self) -> Any:
+        value = self.cleaned_data["metadata"]
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Metadata must be a JSON object, such as {}.")
+        return value
+
+
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
-    list_display = ("session_id", "message_count", "created_at", "last_activity")
-    search_fields = ("session_id",)
-    list_filter = (("updated_at", LastActivityFilter),)
+    form = AgentSessionForm
+    list_display = ("session_id", "title", "owner", "message_count", "created_at", "last_activity")
+    list_select_related = ("owner",)
+    list_filter = (DatabaseFilter, ("owner", OwnerFilter), ("updated_at", LastActivityFilter))
     date_hierarchy = "updated_at"
     ordering = ("-updated_at",)
     list_per_page = 100
-    fields = ("session_id", "message_count", "created_at", "last_activity")
-    readonly_fields = fields
+    fields = (
+        "session_id",
+        "owner",
+        "title",
+        "metadata",
+        "message_count",
+        "created_at",
+        "last_activity",
+    )
+    readonly_fields = ("session_id", "owner", "message_count", "created_at", "last_activity")
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[AgentSession], search_term: str
     ) -> tuple[QuerySet[AgentSession], bool]:
-        """Ids containing the search text, ignoring letter case only, on every database."""
+        """Sessions whose id contains the search text, ignoring letter case only
+        (the same on every database), or whose title or owner match it as
+        Django's admin search matches them."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
-        return (queryset.filter(session_id_contains(term)) if term else queryset), False
+        if term:
+            results = results | queryset.filter(session_id_contains(term))
+        return results, may_have_duplicates
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return SessionChangeList
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if len(routing.databases(AgentSession)) > 1:
+            context.setdefault("subtitle", f"Database: {shown_database(request)}")
+        return super().changelist_view(request, context)
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        # The owner by the name users sign in with, whatever the user model. The
+        # id is searched by get_search_results: icontains follows the column's
+        # collation on MySQL/MariaDB, which is binary.
+        return ("title", f"owner__{owners.username_field()}")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
-        # One query for the whole changelist page, counts included.
-        queryset = super().get_queryset(request).annotate(message_count=Count("messages"))
-        return queryset.using(routing.alias_for(AgentSession, write=False))
+        # One query for the whole changelist page, counts and owners included.
+        queryset = super().get_queryset(request).with_counts()  # type: ignore[attr-defined]
+        return queryset.using(shown_database(request))
+
+    def save_model(self, request: HttpRequest, obj: AgentSession, form: Any, change: bool) -> None:
+        # Only the edited columns: save() would bump updated_at, which is the
+        # conversation's last activity, and rewrite columns agents maintain.
+        changed = {name: getattr(obj, name) for name in form.changed_data}
+        if changed:
+            rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
+            rows.update(**changed)
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:
         return _message_count(obj)
 
     @admin.display(description="last activity", ordering="updated_at")
-    def last_activity(self, obj: AgentSession) -> datetime:
-        return obj.updated_at
+    def last_activity(self, obj: AgentSession) -> str:
+        # Formatted here: the change form shows a method's value as text, unlike a field's.
+        return str(display_for_value(obj.updated_at, self.get_empty_value_display()))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # View-only: saving the form would only bump updated_at.
         return False
 
     def delete_model(self, request: HttpRequest, obj: AgentSession) -> None:

@@ -7,6 +7,7 @@
 ``openai_django_sessions.E004``    a table name is not a plain SQL identifier
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
+``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 =================================  =========================================================
 
@@ -36,6 +37,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "MESSAGES_TABLE": (str,),
     "USAGE_TABLE": (str,),
     "DATABASE": (str, type(None)),
+    "SHARDS": (list, tuple, type(None)),
 }
 
 
@@ -105,7 +107,24 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
                 id=f"{ID}.E005",
             )
         )
+    errors += _shard_errors(value.get("SHARDS"))
     return errors
+
+
+def _shard_errors(shards: object) -> list[CheckMessage]:
+    if not isinstance(shards, (list, tuple)):
+        return []
+    unknown = [alias for alias in shards if not isinstance(alias, str) or alias not in connections]
+    if shards and not unknown and len(set(shards)) == len(shards):
+        return []
+    return [
+        Error(
+            f"{conf.SETTING_NAME}['SHARDS'] must list distinct aliases from DATABASES"
+            + (f"; {', '.join(map(repr, unknown))} is not one." if unknown else "."),
+            hint=f"Use some of {', '.join(map(repr, connections))}.",
+            id=f"{ID}.E007",
+        )
+    ]
 
 
 @register(Tags.database)
@@ -114,11 +133,12 @@ def check_sqlite_wal(
     databases: Iterable[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    """W001, for the alias the sessions are stored on, if it is among ``databases``."""
-    alias = _sessions_alias()
-    if alias is None or alias not in (databases or ()):
-        return []
-    return sqlite_wal_warnings(connections[alias])
+    """W001, for each alias the sessions are stored on that is among ``databases``."""
+    warnings: list[CheckMessage] = []
+    for alias in _sessions_aliases():
+        if alias in (databases or ()):
+            warnings += sqlite_wal_warnings(connections[alias])
+    return warnings
 
 
 def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
@@ -148,11 +168,11 @@ def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
     ]
 
 
-def _sessions_alias() -> str | None:
+def _sessions_aliases() -> list[str]:
     # E001/E003/E005 report a setting that names no usable alias; nothing to check here.
     configured = conf.get("DATABASE") if isinstance(conf.user_settings(), dict) else None
     if configured is not None and not (isinstance(configured, str) and configured in connections):
-        return None
+        return []
     from .models import AgentSession  # models are ready by the time checks run
 
-    return routing.alias_for(AgentSession, write=True)
+    return [alias for alias in routing.databases(AgentSession) if alias in connections]

@@ -6,6 +6,7 @@ OPENAI_DJANGO_SESSIONS = {
     "MESSAGES_TABLE": "agent_messages",  # read once, when models are imported
     "USAGE_TABLE": "agent_usage",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
+    "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
 }
 ```
 """
@@ -23,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "MESSAGES_TABLE": "agent_messages",
     "USAGE_TABLE": "agent_usage",
     "DATABASE": None,
+    "SHARDS": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -86,3 +88,9 @@ def usage_table() -> str:
 
 def database() -> str | None:
     return get("DATABASE")
+
+
+def shards() -> list[str]:
+    """The ``SHARDS`` aliases, ``[]`` when unset (the system checks report bad values)."""
+    value = get("SHARDS")
+    return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []

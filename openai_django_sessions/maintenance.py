@@ -7,16 +7,18 @@ contention is waited out as it is for ``DjangoSession``.
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, cast
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import transactions
+from . import owners, transactions
 from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:
@@ -59,24 +61,64 @@ def sessions(
     *,
     inactive_for: timedelta | None = None,
     search: str | None = None,
+    owner: str | None = None,
 ) -> QuerySet[WithAnnotations[AgentSession, MessageCount]]:
     """Sessions on ``using``, each annotated with ``message_count``, most recent activity first.
 
     ``inactive_for`` keeps those whose last activity is older than that;
-    ``search`` those whose id contains the text (see ``models.session_id_contains``).
+    ``search`` those whose id contains the text (see ``models.session_id_contains``);
+    ``owner`` those of the user with that ``USERNAME_FIELD`` value. Owners are
+    selected with the sessions.
     """
-    queryset = AgentSession.objects.using(using).annotate(message_count=Count("messages"))
+    queryset = AgentSession.objects.using(using).select_related("owner").with_counts()
+    if owner is not None:
+        queryset = queryset.filter(**{f"owner__{owners.username_field()}": owner})
     if inactive_for is not None:
         queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
     if search:
         queryset = queryset.filter(session_id_contains(search))
-    return queryset.order_by("-updated_at", "-pk")
+    ordered = queryset.order_by("-updated_at", "-pk")
+    return cast("QuerySet[WithAnnotations[AgentSession, MessageCount]]", ordered)
+
+
+def sessions_of(
+    aliases: Sequence[str],
+    *,
+    inactive_for: timedelta | None = None,
+    search: str | None = None,
+    owner: str | None = None,
+) -> Generator[WithAnnotations[AgentSession, MessageCount]]:
+    """``sessions`` of every alias in ``aliases`` (every shard), merged in the same order.
+
+    Closing the generator closes every alias's cursor at once, not when
+    garbage collection gets to them (possibly after their connection closed).
+    """
+    per_alias = [
+        cast(
+            "Generator[WithAnnotations[AgentSession, MessageCount]]",  # the stubs say Iterator
+            sessions(alias, inactive_for=inactive_for, search=search, owner=owner).iterator(),
+        )
+        for alias in aliases
+    ]
+    try:
+        if len(per_alias) == 1:
+            yield from per_alias[0]
+        else:
+            yield from heapq.merge(*per_alias, key=lambda s: (s.updated_at, s.pk), reverse=True)
+    finally:
+        for rows in per_alias:
+            rows.close()
 
 
 @dataclass(frozen=True)
 class PruneResult:
     sessions: int
     messages: int
+
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(
+            sessions=self.sessions + other.sessions, messages=self.messages + other.messages
+        )
 
 
 def prune(
@@ -105,11 +147,7 @@ def prune(
         batch = list(stale.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not batch:
             return total
-        deleted = transactions.run(using, partial(_delete_batch, using, batch, cutoff))
-        total = PruneResult(
-            sessions=total.sessions + deleted.sessions,
-            messages=total.messages + deleted.messages,
-        )
+        total += transactions.run(using, partial(_delete_batch, using, batch, cutoff))
 
 
 def _delete_batch(using: str, pks: list[int], cutoff: datetime) -> PruneResult:

@@ -8,13 +8,13 @@ owner, title, metadata and fork details live on the migrated ``AgentSession``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from django.conf import settings
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Coalesce, Lower
 
 from . import conf
 from .items import ItemEncoder
@@ -78,6 +78,43 @@ class AbstractAgentMessage(models.Model):
         return f"{self.data.get('role') or self.data.get('type') or 'item'} #{self.pk}"
 
 
+class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
+    """What a view needs to list conversations: ``AgentSession.objects.conversations(user)``."""
+
+    def owned_by(self, owner: Any) -> Self:
+        """The sessions of ``owner`` (a user instance or primary key).
+
+        Raises ``ValueError`` for an anonymous user (see ``owners.owner_key``).
+        """
+        from .owners import owner_key
+
+        return self.filter(owner_id=owner_key(owner))
+
+    def with_counts(self) -> Self:
+        """Annotate each session with ``message_count``.
+
+        A correlated subquery per row (on the messages' ``(session_id, id)``
+        index) rather than a join and ``GROUP BY``, so that further totals can
+        be annotated beside it without multiplying rows.
+        """
+        messages = (
+            AgentMessage.objects.filter(session=models.OuterRef("pk"))
+            .order_by()
+            .values("session")
+            .annotate(count=models.Count("pk"))
+            .values("count")
+        )
+        return self.annotate(message_count=Coalesce(models.Subquery(messages), 0))
+
+    def conversations(self, owner: Any) -> Self:
+        """``owner``'s sessions, newest activity first, counted: one query.
+
+        Each row has ``message_count``; order is ``-updated_at`` then ``-pk``,
+        read from the ``(owner, -updated_at)`` index.
+        """
+        return self.owned_by(owner).with_counts().order_by("-updated_at", "-pk")
+
+
 class AgentSession(AbstractAgentSession):
     # No index of its own: the (owner, -updated_at) index below serves the
     # foreign key too, and a second one could tempt a planner into sorting.
@@ -96,6 +133,8 @@ class AgentSession(AbstractAgentSession):
     forked_from = models.CharField(max_length=255, blank=True, default="")
     # The id of the source's last message copied; None: not a fork, or an empty one.
     forked_from_item = models.BigIntegerField(null=True, blank=True)
+
+    objects = AgentSessionQuerySet.as_manager()
 
     class Meta:
         db_table = conf.table_setting("SESSIONS_TABLE")

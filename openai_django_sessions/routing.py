@@ -43,3 +43,19 @@ def alias_for(
     if session_id is None:
         return route(model)
     return route(model, **{SESSION_ID_HINT: session_id})
+
+
+def databases(model: type[Model], *, using: str | None = None) -> list[str]:
+    """Every alias sessions of ``model`` may live on, for work over all of them.
+
+    ``using``, else ``DATABASE``, else the aliases the first router that has a
+    ``session_databases()`` method lists (``routers.ShardRouter`` lists its
+    shards), else the one alias the routers give without a hint.
+    """
+    if using or conf.database():
+        return [alias_for(model, write=False, using=using)]
+    for candidate in router.routers:
+        listed = getattr(candidate, "session_databases", None)
+        if listed is not None:
+            return list(listed())
+    return [alias_for(model, write=False)]

@@ -14,9 +14,11 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.dispatch import Signal
 
-from . import routing, signals, storage, tables, transactions
+from . import details, routing, signals, storage, tables, transactions
 from .completion import run_to_completion
 from .items import check_items, check_session_id
+from .models import AgentSession
+from .owners import owner_key
 
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
@@ -72,8 +74,18 @@ class DjangoSession(SessionABC):
             its ``limit`` applies when ``get_items`` is called without one.
         using: a database alias; default ``OPENAI_DJANGO_SESSIONS["DATABASE"]``,
             else Django's database routers.
+        owner: a user (of ``AUTH_USER_MODEL``) or its primary key. The row is
+            created with this owner, and every method on a row owned by another
+            user, or by no one, raises ``PermissionDenied`` having read and
+            written nothing. ``None``: no scoping (every conversation).
+        title: the conversation's title when its row is created; ``None``: the
+            text of its first user message.
+        metadata: a dict of JSON values stored when the row is created.
 
-    Raises ``ValueError`` for an invalid ``session_id``, table name or alias.
+    Raises ``ValueError`` for an invalid ``session_id``, table name, alias, title
+    or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
+    the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
+    ``title`` and ``metadata`` raise ``ValueError`` (those tables lack the columns).
     """
 
     session_settings: SessionSettings | None
@@ -87,6 +99,9 @@ class DjangoSession(SessionABC):
         create_tables: bool = False,
         session_settings: SessionSettings | dict[str, Any] | None = None,
         using: str | None = None,
+        owner: Any = None,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = check_session_id(session_id)
         self.session_settings = _coerce_settings(session_settings)
@@ -95,6 +110,11 @@ class DjangoSession(SessionABC):
         self.using = using
         self.create_tables = create_tables
         self.session_model, self.message_model = tables.models_for(sessions_table, messages_table)
+        self.owner_id: Any = None if owner is None else owner_key(owner)
+        self.title = None if title is None else details.check_title(title)
+        self.metadata = None if metadata is None else details.check_metadata(metadata)
+        if (owner, title, metadata) != (None, None, None):
+            self._require_details()
 
     @classmethod
     def from_settings(cls, session_id: str, **kwargs: Any) -> DjangoSession:
@@ -140,6 +160,76 @@ class DjangoSession(SessionABC):
         """Delete every item of this session and its session row."""
         await run_to_completion(self._clear_session)
 
+    # -- the conversation's details ---------------------------------------------
+
+    async def aget_details(self) -> details.SessionDetails | None:
+        """The stored row's owner, title, metadata and timestamps; ``None`` before
+        the first write. ``PermissionDenied`` if the row is another owner's."""
+        self._require_details()
+        return await sync_to_async(self._get_details)()
+
+    async def aupdate_details(
+        self,
+        *,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> details.SessionDetails:
+        """Set the title and/or replace the metadata; return the details as stored.
+
+        Creates the row (with this session's owner) if there is none yet.
+        ``updated_at``, the last activity, is left as it is. ``TypeError`` /
+        ``ValueError`` for bad values before anything is written;
+        ``PermissionDenied`` if the row is another owner's.
+        """
+        self._require_details()
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = details.check_title(title)
+        if metadata is not None:
+            changes["metadata"] = details.check_metadata(metadata)
+        return await run_to_completion(partial(self._update_details, changes))
+
+    def _require_details(self) -> None:
+        if self.session_model is not AgentSession:
+            raise ValueError(
+                "owner, title and metadata need the migrated tables: tables named with "
+                "sessions_table=/messages_table= have the columns of 0.1/0.2 only. Name "
+                "your tables in OPENAI_DJANGO_SESSIONS (SESSIONS_TABLE, MESSAGES_TABLE) "
+                "and run migrate, or leave owner, title and metadata out."
+            )
+
+    def _get_details(self) -> details.SessionDetails | None:
+        store = self._storage(write=False)
+        row = transactions.run(
+            store.alias,
+            partial(store.session_details, session_id=self.session_id, owner=self.owner_id),
+            atomic=False,
+        )
+        return None if row is None else _details(row)
+
+    def _update_details(self, changes: dict[str, Any]) -> details.SessionDetails:
+        store = self._storage(write=True)
+
+        def update() -> details.SessionDetails:
+            row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
+            if row is None:
+                values = {**self._new_row_values([]), **changes}
+                store.upsert_session(session_id=self.session_id, values=values, owner=self.owner_id)
+            else:
+                store.update_details(session_pk=row["pk"], values=changes)
+            stored = store.session_details(session_id=self.session_id, owner=self.owner_id)
+            assert stored is not None  # written in this transaction
+            return _details(stored)
+
+        return transactions.run(store.alias, update)
+
+    def _new_row_values(self, items: list[Any]) -> dict[str, Any]:
+        """What a row created now gets: the title (given or automatic), the metadata."""
+        if self.session_model is not AgentSession:
+            return {}
+        title = details.auto_title(items) if self.title is None else self.title
+        return {"title": title, "metadata": self.metadata or {}}
+
     # -- the work, run in a worker thread ---------------------------------------
 
     def _storage(self, *, write: bool) -> storage.Storage:
@@ -152,11 +242,11 @@ class DjangoSession(SessionABC):
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
         store = self._storage(write=False)
-        if limit == 0:
+        if limit == 0 and self.owner_id is None:
             return []
         return transactions.run(
             store.alias,
-            partial(store.history, session_id=self.session_id, limit=limit),
+            partial(store.history, session_id=self.session_id, limit=limit, owner=self.owner_id),
             atomic=False,
         )
 
@@ -166,8 +256,14 @@ class DjangoSession(SessionABC):
         if not checked:
             return
 
+        new_row = self._new_row_values(checked)
+        # Rows that exist without a title get one from the first user message too.
+        untitled = new_row.get("title", "") if self.title is None else ""
+
         def write() -> None:
-            session_pk = store.upsert_session(session_id=self.session_id)
+            session_pk = store.upsert_session(
+                session_id=self.session_id, values=new_row, owner=self.owner_id, untitled=untitled
+            )
             store.insert_messages(
                 session_pk=session_pk,
                 rows=[{"data": item} for item in checked],
@@ -181,7 +277,7 @@ class DjangoSession(SessionABC):
         store = self._storage(write=True)
 
         def pop() -> TResponseInputItem | None:
-            if not store.lock_session(session_id=self.session_id):
+            if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
                 return None
             found, item = store.pop_newest(session_id=self.session_id)
             if found:
@@ -194,7 +290,7 @@ class DjangoSession(SessionABC):
         store = self._storage(write=True)
 
         def clear() -> None:
-            if not store.lock_session(session_id=self.session_id):
+            if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
                 return
             store.delete_session(session_id=self.session_id)
             self._on_commit(store.alias, signals.session_cleared)
@@ -211,3 +307,7 @@ class DjangoSession(SessionABC):
                 **kwargs,
             )
             transactions.on_commit(alias, send)
+
+
+def _details(row: dict[str, Any]) -> details.SessionDetails:
+    return details.SessionDetails(**{k: v for k, v in row.items() if k != "pk"})

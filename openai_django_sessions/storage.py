@@ -14,16 +14,22 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
+from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, ForeignKey, Model, QuerySet, Subquery
 from django.db.models.constants import OnConflict
+from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
-# Stands for the session id while the ORM compiles a statement; never sent.
+# Stand for the session id and the owner while the ORM compiles a statement; never sent.
 _SESSION_ID = "<session id>"
+_OWNER = "<owner>"
+# The owner's key reaches the compiled SQL as a bare parameter: the foreign key
+# would try to convert the stand-in to the user model's key type.
+_OWNER_PARAM = RawSQL("%s", (_OWNER,))
 
 
 class _Decoder(Protocol):
@@ -87,6 +93,14 @@ class Storage:
       ``upsert_session``: both take the session row's lock (SQLite's write
       lock), so writers to one session queue there instead of deadlocking
       later, and one that waited sees the rows the other left.
+    - ``owner=`` (a user's primary key; ``None``: no scoping) makes the
+      session-row operations (``history``, ``lock_session``, ``upsert_session``,
+      ``session_details``, ``update_details``) refuse a row that belongs to
+      another owner or to none with ``PermissionDenied``, in the statement that
+      reads or locks the row or right after it under its lock, so nothing is
+      read or kept (the caller's transaction rolls back) and no other
+      transaction can slip in between. Only models with an ``owner`` field
+      (the migrated ``AgentSession``) take it: see ``has_details``.
     """
 
     def __init__(
@@ -112,16 +126,30 @@ class Storage:
         # MariaDB 10.5+) return them from DELETE too.
         supported = bool(connection.features.can_return_columns_from_insert)
         self._returns_rows = supported if returning is None else returning and supported
-        self._history: dict[int | None, str] = {}
+        self._history: dict[tuple[int | None, bool], str] = {}
         self._inserts: dict[int, tuple[str, bool]] = {}
+        # The upsert returns the row's owner and title with its id, where the
+        # backend returns rows: checking the owner and naming an untitled
+        # conversation then cost no query.
+        self._upsert_returns = [session_model._meta.pk] + (
+            [_field(session_model, "owner"), _field(session_model, "title")]
+            if self.has_details
+            else []
+        )
         self._upsert, _ = self._compile_insert(
-            session_model, self.session_columns, 1, returning=True, upsert=True
+            session_model,
+            self.session_columns,
+            1,
+            returning=True,
+            upsert=True,
+            returning_fields=self._upsert_returns,
         )
         self._insert_session, _ = self._compile_insert(
             session_model, self.session_columns, 1, returning=True, upsert=False
         )
         self._lock = self._compile_lock()
         self._pop = self._compile_pop()
+        self._owned_lock: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -131,35 +159,53 @@ class Storage:
 
     # -- reading ---------------------------------------------------------------
 
-    def messages_of(self, *, session_id: str) -> QuerySet[Any]:
-        """The messages of ``session_id``, as a queryset on this alias."""
+    def messages_of(self, *, session_id: str, owner: Any = None) -> QuerySet[Any]:
+        """The messages of ``session_id`` (if ``owner``'s), as a queryset on this alias."""
         session_pk = self.session_model._default_manager.using(self.alias).filter(
             session_id=session_id
         )
+        if owner is not None:  # after the session id: the compiled statements' order
+            session_pk = session_pk.filter(owner_id=owner)
         return self.message_model._default_manager.using(self.alias).filter(
             # A subquery rather than a join, so the planner walks the (session_id, id)
             # index from either end instead of sorting every row of the session.
             **{self.session_fk.name: Subquery(session_pk.values("pk")[:1])}
         )
 
-    def history_sql(self, *, limit: int | None) -> str:
-        """The history query for ``limit``; its one parameter is the session id."""
-        if limit not in self._history:
-            rows = self.messages_of(session_id=_SESSION_ID)
+    def history_sql(self, *, limit: int | None, owned: bool = False) -> str:
+        """The history query for ``limit``; its parameters are the session id, then
+        (``owned``) the owner's key."""
+        key = (limit, owned)
+        if key not in self._history:
+            rows = self.messages_of(session_id=_SESSION_ID, owner=_OWNER_PARAM if owned else None)
             ordered = rows.order_by("id") if limit is None else rows.order_by("-id")[:limit]
             query = ordered.values_list("data", flat=True).query
             sql, params = query.get_compiler(using=self.alias).as_sql()
-            if tuple(params) != (_SESSION_ID,):
+            expected = (_SESSION_ID, _OWNER) if owned else (_SESSION_ID,)
+            if tuple(params) != expected:
                 raise RuntimeError(f"unexpected parameters in the history query: {params!r}")
-            self._history[limit] = sql
-        return self._history[limit]
+            self._history[key] = sql
+        return self._history[key]
 
-    def history(self, *, session_id: str, limit: int | None) -> list[Any]:
-        """The session's items, oldest first; with ``limit``, only the newest ``limit``."""
+    def history(self, *, session_id: str, limit: int | None, owner: Any = None) -> list[Any]:
+        """The session's items, oldest first; with ``limit``, only the newest ``limit``.
+
+        With ``owner`` the one query reads the messages of the row only if it is
+        that owner's; when it finds none, the row (if any) is looked at to tell
+        an empty conversation from someone else's (``PermissionDenied``).
+        """
         connection = connections[self.alias]
+        params: list[Any] = [session_id]
+        if owner is not None:
+            params.append(self._owner_param(owner))
         with connection.cursor() as cursor:
-            cursor.execute(self.history_sql(limit=limit), [session_id])
-            rows = cursor.fetchall()
+            if limit != 0:
+                cursor.execute(self.history_sql(limit=limit, owned=owner is not None), params)
+                rows = cursor.fetchall()
+            else:
+                rows = []
+        if not rows and owner is not None:
+            self._refuse_unless_owned(session_id=session_id, owner=owner)
         decode = self._data.from_db_value
         items = [decode(value, None, connection) for (value,) in rows]
         if limit is not None:
@@ -168,25 +214,126 @@ class Storage:
 
     # -- the session row -----------------------------------------------------------
 
-    def lock_session(self, *, session_id: str) -> bool:
-        """Bump ``updated_at`` of the session row and lock it; False if there is none."""
+    def lock_session(self, *, session_id: str, owner: Any = None) -> bool:
+        """Bump ``updated_at`` of the session row and lock it; False if there is none.
+
+        With ``owner`` only that owner's row is bumped, in the same statement;
+        ``PermissionDenied`` if the row is someone else's (or no one's).
+        """
         connection = connections[self.alias]
         updated_at = _field(self.session_model, "updated_at")
         now = updated_at.get_db_prep_save(timezone.now(), connection)
         with connection.cursor() as cursor:
-            cursor.execute(self._lock, [now, session_id])
-            return bool(cursor.rowcount)
+            if owner is None:
+                cursor.execute(self._lock, [now, session_id])
+            else:
+                if self._owned_lock is None:
+                    self._owned_lock = self._compile_lock(owned=True)
+                cursor.execute(self._owned_lock, [now, session_id, self._owner_param(owner)])
+            locked = bool(cursor.rowcount)
+        if not locked and owner is not None:
+            self._refuse_unless_owned(session_id=session_id, owner=owner)
+        return locked
 
-    def upsert_session(self, *, session_id: str) -> int:
-        """Create the session row or bump its ``updated_at``, locking it; return its pk."""
-        params = self._params(self.session_columns, {"session_id": session_id})
+    def upsert_session(
+        self,
+        *,
+        session_id: str,
+        values: Mapping[str, Any] | None = None,
+        owner: Any = None,
+        untitled: str = "",
+    ) -> int:
+        """Create the session row or bump its ``updated_at``, locking it; return its pk.
+
+        ``values`` (by field ``attname``) fill the row when it is created and are
+        ignored when it exists. With ``owner`` the row is created with that owner,
+        and an existing row of someone else's (or no one's) raises
+        ``PermissionDenied``, checked under the row's lock. ``untitled`` is the
+        title an existing row without one gets (the automatic title).
+        """
+        row = {**(values or {}), "session_id": session_id}
+        if owner is not None:
+            row["owner_id"] = owner
+        params = self._params(self.session_columns, row)
         with connections[self.alias].cursor() as cursor:
             cursor.execute(self._upsert, params)
-            if self._returns_rows:
-                return int(cursor.fetchone()[0])
-        # Backends that cannot return ids from an upsert (MySQL): the row is
-        # locked by now, so reading its id is safe.
-        return self.session_pk(session_id=session_id)
+            returned = cursor.fetchone() if self._returns_rows else None
+        if returned is not None:
+            session_pk, *found = returned
+        else:
+            # Backends that cannot return rows from an upsert (MySQL): the row is
+            # locked by now, so reading it is safe.
+            rows = self.session_model._default_manager.using(self.alias)
+            names = [f.attname for f in self._upsert_returns]
+            session_pk, *found = rows.filter(session_id=session_id).values_list(*names).get()
+        if found:
+            found_owner, found_title = found
+            if found_owner is not None:  # a raw column value from RETURNING: the key's type
+                found_owner = _field(self.session_model, "owner").to_python(found_owner)
+            if owner is not None and found_owner != owner:
+                raise PermissionDenied(_refusal(session_id))
+            if untitled and not found_title:
+                self.name_untitled(session_pk=int(session_pk), title=untitled)
+        return int(session_pk)
+
+    # -- details: owner, title, metadata (models that have them) -------------------
+
+    @property
+    def has_details(self) -> bool:
+        """Whether the session model has ``owner``, ``title`` and ``metadata``.
+
+        The migrated ``AgentSession`` has; models of tables created by 0.1/0.2
+        (``sessions_table=``) have not.
+        """
+        return {"owner", "title", "metadata"} <= {f.name for f in self.session_columns}
+
+    def session_details(
+        self, *, session_id: str, owner: Any = None, lock: bool = False
+    ) -> dict[str, Any] | None:
+        """The session row's details by field name; ``None`` if there is no row.
+
+        ``PermissionDenied`` with ``owner`` if the row is someone else's. ``lock``
+        locks the row (``SELECT ... FOR UPDATE``) until the transaction ends,
+        without bumping its ``updated_at``.
+        """
+        rows = self.session_model._default_manager.using(self.alias)
+        if lock:
+            rows = rows.select_for_update()
+        row = (
+            rows.filter(session_id=session_id)
+            .values("pk", "session_id", "owner_id", "title", "metadata", "created_at", "updated_at")
+            .first()
+        )
+        if row is not None and owner is not None and row["owner_id"] != owner:
+            raise PermissionDenied(_refusal(session_id))
+        return row
+
+    def update_details(self, *, session_pk: int, values: Mapping[str, Any]) -> None:
+        """Set ``values`` (title, metadata) on the row; ``updated_at`` is left as it is."""
+        if values:
+            rows = self.session_model._default_manager.using(self.alias)
+            rows.filter(pk=session_pk).update(**values)
+
+    def name_untitled(self, *, session_pk: int, title: str) -> None:
+        """Give the row ``title`` if it has none yet (the automatic title)."""
+        rows = self.session_model._default_manager.using(self.alias)
+        rows.filter(pk=session_pk, title="").update(title=title)
+
+    def _refuse_unless_owned(self, *, session_id: str, owner: Any) -> None:
+        """``PermissionDenied`` if the session row exists and is not ``owner``'s.
+
+        Called after a statement scoped to ``owner`` matched nothing: a row
+        that is there now is someone else's, unless the same owner created it
+        meanwhile (then it was not there for that statement, which is fine).
+        """
+        rows = self.session_model._default_manager.using(self.alias)
+        found = rows.filter(session_id=session_id).values_list("owner_id", flat=True)[:1]
+        if list(found) not in ([], [owner]):
+            raise PermissionDenied(_refusal(session_id))
+
+    def _owner_param(self, owner: Any) -> Any:
+        field = _field(self.session_model, "owner")
+        return field.get_db_prep_value(owner, connections[self.alias])
 
     def session_pk(self, *, session_id: str) -> int:
         """The primary key of the session row; ``DoesNotExist`` if there is none."""
@@ -209,9 +356,21 @@ class Storage:
         Through the ORM, so ``pre_delete``/``post_delete`` receivers a project
         connected still run.
         """
+        if not self._cascades:
+            self.messages_of(session_id=session_id).delete()
         rows = self.session_model._default_manager.using(self.alias)
         _, per_model = rows.filter(session_id=session_id).delete()
         return per_model.get(self.session_model._meta.label, 0)
+
+    @functools.cached_property
+    def _cascades(self) -> bool:
+        # Models of custom table names live in a registry of their own, whose
+        # relation graph Django's deletion collector cannot see: their messages
+        # are deleted first, by hand (the database has no ON DELETE CASCADE).
+        return any(
+            rel.related_model is self.message_model
+            for rel in self.session_model._meta.related_objects
+        )
 
     # -- messages ------------------------------------------------------------------
 
@@ -233,12 +392,31 @@ class Storage:
         per_batch = connections[self.alias].ops.bulk_batch_size(fields, list(rows)) or len(rows)
         if batch_size is not None:
             per_batch = min(per_batch, batch_size)
-        fk = self.session_fk.attname
+        connection = connections[self.alias]
+        # The session and the timestamps are prepared once per call, not once per
+        # row; other defaults per row (a callable default gives each row its own).
         now = timezone.now()
-        with connections[self.alias].cursor() as cursor:
+        shared = {
+            f.attname: f.get_db_prep_save(now, connection)
+            for f in fields
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+        }
+        fk = self.session_fk.attname
+        shared[fk] = self.session_fk.get_db_prep_save(session_pk, connection)
+        with connection.cursor() as cursor:
             for start in range(0, len(rows), per_batch):
                 batch = rows[start : start + per_batch]
-                values = [self._params(fields, {**row, fk: session_pk}, now) for row in batch]
+                values = [
+                    [
+                        f.get_db_prep_save(row[f.attname], connection)
+                        if f.attname in row and f.attname != fk
+                        else shared[f.attname]
+                        if f.attname in shared
+                        else f.get_db_prep_save(f.get_default(), connection)
+                        for f in fields
+                    ]
+                    for row in batch
+                ]
                 sql, columnar = self._insert_messages_sql(len(batch))
                 if columnar:  # PostgreSQL's INSERT ... SELECT * FROM UNNEST: one array a column
                     cursor.execute(sql, [list(column) for column in zip(*values, strict=True)])
@@ -291,6 +469,7 @@ class Storage:
         *,
         returning: bool,
         upsert: bool,
+        returning_fields: Sequence[Field[Any, Any]] | None = None,
     ) -> tuple[str, bool]:
         """The INSERT of ``count`` rows, and whether it takes one array per column."""
         kwargs: dict[str, Any] = {}
@@ -307,7 +486,7 @@ class Storage:
         query.insert_values(fields, blanks, raw=True)
         compiler = query.get_compiler(using=self.alias)
         if returning and self._returns_rows:
-            compiler.returning_fields = [model._meta.pk]
+            compiler.returning_fields = list(returning_fields or [model._meta.pk])
         statements = compiler.as_sql()
         if len(statements) != 1:
             raise RuntimeError(f"expected one INSERT statement, got {len(statements)}")
@@ -326,12 +505,15 @@ class Storage:
             )
         return self._inserts[count]
 
-    def _compile_lock(self) -> str:
+    def _compile_lock(self, *, owned: bool = False) -> str:
         rows = self.session_model._default_manager.using(self.alias).filter(session_id=_SESSION_ID)
+        if owned:
+            rows = rows.filter(owner_id=_OWNER_PARAM)
         query = cast(UpdateQuery, rows.query.chain(UpdateQuery))
         query.add_update_values({"updated_at": timezone.now()})
         sql, params = query.get_compiler(using=self.alias).as_sql()
-        if len(params) != 2 or params[1] != _SESSION_ID:
+        expected = [_SESSION_ID, _OWNER] if owned else [_SESSION_ID]
+        if len(params) != 1 + len(expected) or list(params[1:]) != expected:
             raise RuntimeError(f"unexpected parameters in the lock statement: {params!r}")
         return str(sql)
 
@@ -368,6 +550,11 @@ class Storage:
             f"DELETE FROM {messages} WHERE {foreign_key} = {session_pk}"
             f" ORDER BY {message_id} DESC LIMIT 1 RETURNING {data}"
         )
+
+
+def _refusal(session_id: str) -> str:
+    # Says nothing of who owns it: the caller may be guessing ids.
+    return f"Session {session_id!r} belongs to another user."
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:

@@ -3,15 +3,20 @@
 The JSON Lines format has one session per line::
 
     {"session_id": "...", "created_at": "<ISO 8601>", "updated_at": "<ISO 8601>",
+     "owner": "<the owner's USERNAME_FIELD value>" | null, "title": "...", "metadata": {...},
      "items": [{"data": {...the SDK item...}, "created_at": "<ISO 8601>"}, ...]}
 
 Items are in conversation order. The keys are the models' fields (``_meta``):
 every concrete field of the session row but its primary key, and of each
 message but its primary key and session, so a field added to a model is
-exported and imported with no change here. Export then import gives back the
-same items, in the same order, with the same timestamps. On import ``created_at`` and
-``updated_at`` may be left out (they become the time of the import), and a
-timestamp without an offset is read as UTC, as the SDK's SQLite files store them.
+exported and imported with no change here. The owner is the exception: it is
+written as ``"owner"``, the user's ``USERNAME_FIELD`` value (``null``: no owner),
+so a file moves between databases whose primary keys differ. Export then import
+gives back the same items, in the same order, with the same timestamps, owner,
+title and metadata. On import ``created_at`` and ``updated_at`` may be left out
+(they become the time of the import), and so may the other fields (their
+defaults: no owner, empty title and metadata); a timestamp without an offset is
+read as UTC, as the SDK's SQLite files store them.
 """
 
 from __future__ import annotations
@@ -28,21 +33,32 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
-from . import storage, transactions
+from . import owners, routing, storage, transactions
 from .items import MAX_DEPTH, check_items, check_session_id
 from .models import AgentMessage, AgentSession
 
 Existing = Literal["refuse", "replace", "skip"]
+# What an import does with a session whose owner is not a user of the target database.
+MissingOwners = Literal["refuse", "drop"]
 
 MAX_REPORTED_PROBLEMS = 20
 
 
 class TransferError(Exception):
     """The input or the target database does not allow the transfer; the message says why."""
+
+
+class MissingOwnersError(TransferError):
+    """Sessions of the input name owners that are not users of the target database."""
+
+    def __init__(self, message: str, usernames: list[str]) -> None:
+        super().__init__(message)
+        self.usernames = usernames
 
 
 class ExistingSessionsError(TransferError):
@@ -70,6 +86,7 @@ class SessionRecord:
 
     values: dict[str, Any]
     items: list[StoredItem] = field(default_factory=list)
+    owner: str | None = None  # the owner's USERNAME_FIELD value
 
     @property
     def session_id(self) -> str:
@@ -94,8 +111,9 @@ class TransferResult:
 
 
 def session_fields() -> list[models.Field[Any, Any]]:
-    """The session row's fields a record carries: every concrete one but the primary key."""
-    return storage.columns(AgentSession)
+    """The session row's fields a record carries: every concrete one but the primary key
+    and the owner (carried as ``"owner"``, by name)."""
+    return [f for f in storage.columns(AgentSession) if f.name != "owner"]
 
 
 def item_fields() -> list[models.Field[Any, Any]]:
@@ -116,53 +134,77 @@ class TextSink(Protocol):
 def export_sessions(
     stream: TextSink,
     *,
-    using: str,
+    using: str | None = None,
     session_ids: Sequence[str] | None = None,
     batch_size: int = 1000,
     on_session: Callable[[], None] | None = None,
 ) -> TransferResult:
-    """Write sessions to ``stream`` as JSON Lines, oldest session first.
+    """Write sessions to ``stream`` as JSON Lines, oldest session first (database by database).
 
+    ``using`` is the database; ``None`` means every database sessions live on
+    (``routing.databases``: every shard with ``routers.ShardRouter``), each
+    named session looked up where the routing rule places it.
     ``session_ids`` picks sessions (default: all); one that does not exist
     raises ``TransferError`` before anything is written. Rows are read
     ``batch_size`` at a time and written as they arrive, so memory does not grow
     with the number of sessions or of items. ``on_session`` is called after each
     session is written.
     """
-    queryset = AgentSession.objects.using(using).all()
-    if session_ids is not None:
-        wanted = list(dict.fromkeys(session_ids))
-        missing = _missing(using, wanted)
-        if missing:
-            raise TransferError(
-                f"No session {_quote_list(missing)} in database {using!r}; nothing was exported."
-            )
-        queryset = queryset.filter(session_id__in=wanted)
+    plan = _export_plan(using, session_ids)
+    missing = [
+        sid for alias, wanted in plan if wanted is not None for sid in _missing(alias, wanted)
+    ]
+    if missing:
+        where = _quote_list(sorted({alias for alias, _ in plan}))
+        raise TransferError(
+            f"No session {_quote_list(missing)} in database {where}; nothing was exported."
+        )
     result = TransferResult()
     fields = session_fields()
-    for session in _in_batches(queryset, batch_size):
-        head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
-        # The record is written in pieces, items as they are read: "]}" closes it.
-        stream.write(_dumps(head)[:-1] + ',"items":[')
-        first = True
-        for values in _items_in_batches(using, session.pk, batch_size):
-            item = _dumps({name: _to_json(value) for name, value in values.items()})
-            stream.write(item if first else "," + item)
-            first = False
-            result.items += 1
-        stream.write("]}\n")
-        result.sessions += 1
-        if on_session is not None:
-            on_session()
+    for alias, wanted in plan:
+        queryset = AgentSession.objects.using(alias).select_related("owner")
+        if wanted is not None:
+            queryset = queryset.filter(session_id__in=wanted)
+        for session in _in_batches(queryset, batch_size):
+            head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
+            head["owner"] = owners.username_of(session.owner)
+            # The record is written in pieces, items as they are read: "]}" closes it.
+            stream.write(_dumps(head)[:-1] + ',"items":[')
+            first = True
+            for values in _items_in_batches(alias, session.pk, batch_size):
+                item = _dumps({name: _to_json(value) for name, value in values.items()})
+                stream.write(item if first else "," + item)
+                first = False
+                result.items += 1
+            stream.write("]}\n")
+            result.sessions += 1
+            if on_session is not None:
+                on_session()
     return result
 
 
-def count_sessions(using: str, session_ids: Sequence[str] | None = None) -> int:
+def count_sessions(using: str | None = None, session_ids: Sequence[str] | None = None) -> int:
     """How many sessions ``export_sessions`` would write (for a progress bar)."""
-    queryset = AgentSession.objects.using(using).all()
-    if session_ids is not None:
-        queryset = queryset.filter(session_id__in=list(session_ids))
-    return queryset.count()
+    total = 0
+    for alias, wanted in _export_plan(using, session_ids):
+        queryset = AgentSession.objects.using(alias).all()
+        if wanted is not None:
+            queryset = queryset.filter(session_id__in=wanted)
+        total += queryset.count()
+    return total
+
+
+def _export_plan(
+    using: str | None, session_ids: Sequence[str] | None
+) -> list[tuple[str, list[str] | None]]:
+    """(alias, the session ids to read there or None for all), in the order to read them."""
+    if session_ids is None:
+        return [(alias, None) for alias in routing.databases(AgentSession, using=using)]
+    groups: dict[str, list[str]] = {}
+    for session_id in dict.fromkeys(session_ids):
+        alias = routing.alias_for(AgentSession, write=False, session_id=session_id, using=using)
+        groups.setdefault(alias, []).append(session_id)
+    return list(groups.items())
 
 
 def _in_batches(queryset: models.QuerySet[AgentSession], size: int) -> Iterator[AgentSession]:
@@ -306,7 +348,7 @@ def _record_from_json(value: object) -> SessionRecord:
     if not isinstance(value, dict):
         raise ValueError("a line must be a JSON object with session_id and items")
     fields = {f.attname: f for f in session_fields()}
-    unknown = sorted(set(value) - set(fields) - {"items"})
+    unknown = sorted(set(value) - set(fields) - {"items", "owner"})
     if unknown:
         raise ValueError(f"unknown key {_quote_list(unknown)}")
     if "session_id" not in value or "items" not in value:
@@ -315,9 +357,13 @@ def _record_from_json(value: object) -> SessionRecord:
     items = value["items"]
     if not isinstance(items, list):
         raise ValueError("items must be a list")
+    owner = value.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not owner):
+        raise ValueError(f"owner must be a non-empty string or null, got {owner!r:.80}")
     return SessionRecord(
         values={**values, "session_id": check_session_id(value["session_id"])},
         items=[_item_from_json(index, item) for index, item in enumerate(items)],
+        owner=owner,
     )
 
 
@@ -349,13 +395,19 @@ def _values_from_json(
             continue
         if raw is None and not model_field.null:
             raise ValueError(f"{where}{name} must not be null")
-        if raw is None or isinstance(model_field, models.JSONField):
+        if raw is None:
+            values[name] = raw
+        elif isinstance(model_field, models.JSONField):
+            # A field whose default is {} (metadata) holds a JSON object.
+            if model_field.default is dict and not isinstance(raw, dict):
+                raise ValueError(f"{where}{name} must be a JSON object, got {raw!r:.80}")
             values[name] = raw
         elif isinstance(model_field, models.DateTimeField):
             values[name] = _timestamp(raw, f"{where}{name}")
         else:
             try:
                 values[name] = model_field.to_python(raw)
+                model_field.run_validators(values[name])  # max_length and the like
             except ValidationError as exc:
                 raise ValueError(f"{where}{name}: {' '.join(exc.messages)}") from None
     return values
@@ -391,11 +443,15 @@ def _reject_constant(name: str) -> None:
 def import_sessions(
     read: Callable[[], Iterable[Entry]],
     *,
-    using: str,
+    using: str | None = None,
     existing: Existing = "refuse",
+    missing_owners: MissingOwners = "refuse",
     batch_size: int = 1000,
 ) -> TransferResult:
     """Store the sessions that ``read()`` yields; each session all or nothing.
+
+    ``using`` is the database; ``None`` places each session where the routing
+    rule says (its shard, with ``routers.ShardRouter``).
 
     ``read`` is called twice: a first pass checks the whole input (every
     problem, located, raises ``TransferError`` with nothing written, and so do
@@ -406,17 +462,30 @@ def import_sessions(
     ``"refuse"`` raises ``ExistingSessionsError`` before writing anything,
     ``"replace"`` deletes the stored session first (in the same transaction),
     ``"skip"`` leaves it as it is.
+
+    Owners are looked up on ``using`` by the user model's ``USERNAME_FIELD``.
+    ``missing_owners`` says what happens to a session whose owner is not found:
+    ``"refuse"`` raises ``MissingOwnersError`` naming them before writing
+    anything, ``"drop"`` imports those sessions without owner.
     """
-    vendor = connections[using].vendor
+
+    def place(session_id: str) -> str:
+        return routing.alias_for(AgentSession, write=True, session_id=session_id, using=using)
+
     first_seen: dict[str, str] = {}
+    targets: dict[str, list[str]] = {}
+    usernames: dict[str, set[str]] = {}  # by the database the sessions go to
     problems: list[str] = []
     for entry in read():
         record = entry.record
         if record is None:
             problems.append(f"{entry.where}: {entry.error}")
             continue
+        alias = place(record.session_id)
+        if record.owner is not None:
+            usernames.setdefault(alias, set()).add(record.owner)
         try:
-            check_items([item.data for item in record.items], vendor=vendor)
+            check_items([item.data for item in record.items], vendor=connections[alias].vendor)
         except (TypeError, ValueError) as exc:
             problems.append(f"{entry.where}: {exc}")
         if record.session_id in first_seen:
@@ -426,6 +495,7 @@ def import_sessions(
             )
         else:
             first_seen[record.session_id] = entry.where
+            targets.setdefault(alias, []).append(record.session_id)
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         more = len(problems) - len(shown)
@@ -434,11 +504,21 @@ def import_sessions(
             + "\n".join(shown)
             + (f"\n…and {more} more." if more else "")
         )
-    present = set(_present(using, list(first_seen)))
+    owner_keys = {alias: _owner_keys(alias, sorted(names)) for alias, names in usernames.items()}
+    missing = sorted(
+        {name for alias, names in usernames.items() for name in names - set(owner_keys[alias])}
+    )
+    if missing and missing_owners == "refuse":
+        raise MissingOwnersError(
+            f"Nothing was imported: {len(missing)} owner(s) are not users in database "
+            f"{_quote_list(sorted(usernames))}: {_quote_list(missing)}.",
+            missing,
+        )
+    present = {sid for alias, ids in targets.items() for sid in _present(alias, ids)}
     if present and existing == "refuse":
         raise ExistingSessionsError(
             f"Nothing was imported: {len(present)} session(s) already exist in database "
-            f"{using!r}: {_quote_list(sorted(present))}.",
+            f"{_quote_list(sorted(targets))}: {_quote_list(sorted(present))}.",
             sorted(present),
         )
     result = TransferResult()
@@ -448,25 +528,33 @@ def import_sessions(
         if record.session_id in present and existing == "skip":
             result.skipped += 1
             continue
+        alias = place(record.session_id)
         try:
             replaced = transactions.run(
-                using,
-                partial(_write, using, record, existing == "replace", batch_size, vendor),
+                alias,
+                partial(
+                    _write,
+                    alias,
+                    record,
+                    existing == "replace",
+                    batch_size,
+                    None if record.owner is None else owner_keys[alias].get(record.owner),
+                ),
             )
         except IntegrityError as exc:
-            if record.session_id in present or not _present_now(using, record.session_id):
+            if record.session_id in present or not _present_now(alias, record.session_id):
                 raise TransferError(
-                    f"Database {using!r} refused session {record.session_id!r} ({exc}); "
+                    f"Database {alias!r} refused session {record.session_id!r} ({exc}); "
                     f"{result.sessions} session(s) were imported before it, none of it."
                 ) from exc
             raise TransferError(
-                f"Session {record.session_id!r} was created in database {using!r} while the "
+                f"Session {record.session_id!r} was created in database {alias!r} while the "
                 f"import ran; {result.sessions} session(s) were imported before it, "
                 "none of it."
             ) from exc
         except DatabaseError as exc:
             raise TransferError(
-                f"Database {using!r} refused session {record.session_id!r} ({exc}); "
+                f"Database {alias!r} refused session {record.session_id!r} ({exc}); "
                 f"{result.sessions} session(s) were imported before it, none of it."
             ) from exc
         result.sessions += 1
@@ -475,9 +563,11 @@ def import_sessions(
     return result
 
 
-def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, vendor: str) -> bool:
-    """Insert one session and its items; True if it replaced a stored one."""
-    checked = check_items([item.data for item in record.items], vendor=vendor)
+def _write(
+    using: str, record: SessionRecord, replace: bool, batch_size: int, owner_key: Any
+) -> bool:
+    """Insert one session and its items, owned by ``owner_key``; True if it replaced one."""
+    checked = check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     # Lock the stored row first (as clear_session and prune do): a writer adding
     # to the session meanwhile waits for the import instead of adding a message
@@ -487,7 +577,7 @@ def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, ve
         and store.lock_session(session_id=record.session_id)
         and store.delete_session(session_id=record.session_id)
     )
-    session_pk = store.insert_session(values=record.values)
+    session_pk = store.insert_session(values={**record.values, "owner_id": owner_key})
     store.insert_messages(
         session_pk=session_pk,
         rows=[item.values for item in record.items],
@@ -498,6 +588,17 @@ def _write(using: str, record: SessionRecord, replace: bool, batch_size: int, ve
 
 def _present_now(using: str, session_id: str) -> bool:
     return AgentSession.objects.using(using).filter(session_id=session_id).exists()
+
+
+def _owner_keys(using: str, usernames: list[str], chunk: int = 500) -> dict[str, Any]:
+    """``{username: primary key}`` of the users of ``using`` named in ``usernames``."""
+    users = get_user_model()._default_manager.db_manager(using)
+    name = owners.username_field()
+    found: dict[str, Any] = {}
+    for start in range(0, len(usernames), chunk):
+        rows = users.filter(**{f"{name}__in": usernames[start : start + chunk]})
+        found.update((str(username), pk) for username, pk in rows.values_list(name, "pk"))
+    return found
 
 
 def _present(using: str, session_ids: list[str], chunk: int = 500) -> Iterator[str]:

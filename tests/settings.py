@@ -36,17 +36,28 @@ _DATABASES: dict[str, dict[str, Any]] = {
 }
 
 
-def _second(config: dict) -> dict:
-    """The same server under another database name, for routing tests."""
-    other = {**config, "NAME": f"{config['NAME']}_other"}
+def _second(config: dict, suffix: str = "other") -> dict:
+    """The same server under another database name, for routing and shard tests."""
+    other = {**config, "NAME": f"{config['NAME']}_{suffix}"}
     other["TEST"] = {
         **config.get("TEST", {}),
-        "NAME": f"{config.get('TEST', {}).get('NAME', 'test_' + config['NAME'])}_other",
+        "NAME": f"{config.get('TEST', {}).get('NAME', 'test_' + config['NAME'])}_{suffix}",
     }
     return other
 
 
-DATABASES = {"default": _DATABASES[TEST_DB], "other": _second(_DATABASES[TEST_DB])}
+# Three more databases as shards (tests/test_shards.py): PostgreSQL runs the shard
+# tests, SQLite the placement ones; MariaDB needs none of them.
+SHARDS = ["shard1", "shard2", "shard3"]
+DATABASES = {
+    "default": _DATABASES[TEST_DB],
+    "other": _second(_DATABASES[TEST_DB]),
+    **{
+        alias: _second(_DATABASES[TEST_DB], alias)
+        for alias in SHARDS
+        if TEST_DB in ("sqlite", "postgres")
+    },
+}
 SECRET_KEY = "tests-only"
 USE_TZ = True
 INSTALLED_APPS = [

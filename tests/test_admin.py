@@ -153,7 +153,8 @@ def test_changelist_sorts_by_message_count(admin_client: Client) -> None:
     make_session("five", 5)
     make_session("one", 1)
 
-    response = admin_client.get(CHANGELIST, {"o": "-2"})
+    column = admin_client.get(CHANGELIST).context["cl"].list_display.index("message_count")
+    response = admin_client.get(CHANGELIST, {"o": f"-{column}"})
 
     assert [s.session_id for s in response.context["cl"].result_list] == ["five", "two", "one"]
 
@@ -222,18 +223,105 @@ def test_change_page_of_20000_messages_loads_and_shows_one_page(admin_client: Cl
     assert len(on_messages) <= 3, on_messages
 
 
-def test_change_page_is_read_only_and_sessions_cannot_be_added(admin_client: Client) -> None:
+def test_change_page_edits_title_and_metadata_only_and_sessions_cannot_be_added(
+    admin_client: Client,
+) -> None:
     session = make_session("chat", 1)
+    before = AgentSession.objects.get()
     add_url = reverse("admin:openai_django_sessions_agentsession_add")
 
-    page = admin_client.get(change_url(session))
-    post = admin_client.post(change_url(session), {"session_id": "renamed"})
+    page = admin_client.get(change_url(session)).content.decode()
+    post = admin_client.post(
+        change_url(session),
+        {"session_id": "renamed", "title": "Renamed", "metadata": '{"agent": "planner"}'},
+    )
 
-    assert 'name="_save"' not in page.content.decode()
-    assert '<input type="text" name="session_id"' not in page.content.decode()
-    assert post.status_code == 403
+    assert 'name="_save"' in page
+    assert '<input type="text" name="title"' in page
+    assert 'name="metadata"' in page
+    assert 'name="session_id"' not in page and 'name="owner"' not in page
+    assert post.status_code == 302
     assert admin_client.get(add_url).status_code == 403
-    assert AgentSession.objects.get().session_id == "chat"
+    after = AgentSession.objects.get()
+    assert (after.session_id, after.title, after.metadata) == (
+        "chat",
+        "Renamed",
+        {"agent": "planner"},
+    )
+    assert after.updated_at == before.updated_at  # editing details is not conversation activity
+    assert AgentMessage.objects.get().data == {"role": "user", "content": "m0"}
+
+
+def test_metadata_that_is_not_an_object_is_refused(admin_client: Client) -> None:
+    session = make_session("chat")
+
+    response = admin_client.post(change_url(session), {"title": "", "metadata": "[1, 2]"})
+
+    assert response.status_code == 200
+    assert "Metadata must be a JSON object" in response.content.decode()
+    assert AgentSession.objects.get().metadata == {}
+
+
+def test_view_only_staff_cannot_change_title_or_metadata(
+    staff_client: Client, django_user_model: Any
+) -> None:
+    grant(staff_client, django_user_model, "view_agentsession")
+    session = make_session("chat")
+
+    page = staff_client.get(change_url(session)).content.decode()
+    post = staff_client.post(change_url(session), {"title": "Mine", "metadata": "{}"})
+
+    assert 'name="_save"' not in page and 'name="title"' not in page
+    assert post.status_code == 403
+    assert AgentSession.objects.get().title == ""
+
+
+def test_change_permission_lets_staff_edit_title(
+    staff_client: Client, django_user_model: Any
+) -> None:
+    grant(staff_client, django_user_model, "view_agentsession", "change_agentsession")
+    session = make_session("chat")
+
+    post = staff_client.post(change_url(session), {"title": "Trip", "metadata": "{}"})
+
+    assert post.status_code == 302
+    assert AgentSession.objects.get().title == "Trip"
+
+
+def test_changelist_shows_owner_and_title_and_filters_and_searches_by_owner(
+    admin_client: Client, django_user_model: Any
+) -> None:
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    baker.make(AgentSession, session_id="a1", owner=alice, title="Lisbon trip")
+    baker.make(AgentSession, session_id="b1", owner=bob, title="Taxes")
+    make_session("nobody")
+
+    page = admin_client.get(CHANGELIST)
+    filtered = admin_client.get(CHANGELIST, {"owner__id__exact": str(alice.pk)})
+    searched = admin_client.get(CHANGELIST, {"q": "bob"})
+
+    html = page.content.decode()
+    assert "Lisbon trip" in html and "Taxes" in html
+    assert ">alice<" in html and ">bob<" in html
+    assert [s.session_id for s in filtered.context["cl"].result_list] == ["a1"]
+    assert [s.session_id for s in searched.context["cl"].result_list] == ["b1"]
+
+
+def test_changelist_search_finds_titles_and_ids_together_with_counts(
+    admin_client: Client,
+) -> None:
+    make_session("trip-a1", 2)
+    titled = make_session("x9", 3)
+    AgentSession.objects.filter(pk=titled.pk).update(title="Lisbon TRIP")
+    make_session("taxes")
+
+    by_title_or_id = admin_client.get(CHANGELIST, {"q": "Trip"})
+    by_title = admin_client.get(CHANGELIST, {"q": "lisbon"})
+
+    found = {s.session_id: s.message_count for s in by_title_or_id.context["cl"].result_list}
+    assert found == {"trip-a1": 2, "x9": 3}
+    assert [s.session_id for s in by_title.context["cl"].result_list] == ["x9"]
 
 
 def test_messages_have_no_admin_pages(admin_client: Client) -> None:

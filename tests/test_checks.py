@@ -55,7 +55,10 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert ids(errors) == ["openai_django_sessions.E002"] * 2
     assert "unknown key 'DATABSE'" in errors[0].msg
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
-    assert "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, DATABASE." in errors[1].hint
+    assert (
+        "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, DATABASE, SHARDS."
+        in errors[1].hint
+    )
 
 
 def test_values_of_the_wrong_type_are_E003(settings: Any) -> None:
@@ -116,7 +119,27 @@ def test_database_alias_missing_from_DATABASES_is_E005(settings: Any) -> None:
     assert "'default', 'other'" in error.hint
 
 
-@pytest.mark.django_db(databases=["default", "other"])  # Django's own checks visit both
+@pytest.mark.parametrize(
+    "shards",
+    [["default", "nowhere"], ["default", "default"], [], ["default", 3]],
+    ids=["unknown alias", "repeated", "empty", "not a str"],
+)
+def test_shards_must_be_distinct_aliases_from_DATABASES_E007(settings: Any, shards: list) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"SHARDS": shards}
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E007"
+    assert "must list distinct aliases from DATABASES" in error.msg
+
+
+def test_shards_naming_aliases_from_DATABASES_pass(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"SHARDS": ["default", "other"]}
+
+    assert checks.check_settings() == []
+
+
+@pytest.mark.django_db(databases="__all__")  # Django's own checks visit every database
 def test_settings_checks_run_with_djangos_check_framework(settings: Any) -> None:
     settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "nowhere", "EXTRA": 1}
 

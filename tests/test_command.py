@@ -125,7 +125,9 @@ def test_list_shows_sessions_with_message_counts_most_recent_first() -> None:
 
     lines = run("list").splitlines()
 
-    assert lines[0].split() == ["SESSION", "ID", "MESSAGES", "CREATED", "LAST", "ACTIVITY"]
+    assert lines[0].split() == [
+        *("SESSION", "ID", "MESSAGES", "CREATED", "LAST", "ACTIVITY", "OWNER", "TITLE")
+    ]
     assert lines[1].split()[:2] == ["newer", "4"]
     assert lines[2].split()[:2] == ["older", "1"]
     assert lines[-1] == "2 session(s)."
@@ -159,6 +161,8 @@ def test_list_json_prints_an_array_with_counts_and_timestamps() -> None:
     assert rows == [
         {
             "session_id": "s1",
+            "owner": None,
+            "title": "",
             "messages": 4,
             "created_at": session.created_at.isoformat(),
             "updated_at": session.updated_at.isoformat(),
@@ -785,3 +789,153 @@ def test_exit_codes_follow_django_conventions() -> None:
     assert user_error.stderr.strip() == (
         "CommandError: Unknown database alias 'nowhere'; it is not in DATABASES."
     )
+
+
+# -- owners, titles, metadata ---------------------------------------------------
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice")
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob")
+
+
+def own(session: AgentSession, owner: Any, title: str = "", **metadata: Any) -> AgentSession:
+    AgentSession.objects.filter(pk=session.pk).update(owner=owner, title=title, metadata=metadata)
+    session.refresh_from_db()
+    return session
+
+
+def test_list_owner_keeps_that_users_sessions_and_shows_owner_and_title(
+    alice: Any, bob: Any
+) -> None:
+    own(make_session("a1", CONVERSATION[:1]), alice, "Weather in Paris")
+    own(make_session("b1"), bob, "Taxes")
+    make_session("nobody")
+
+    lines = run("list", "--owner", "alice").splitlines()
+    rows = json.loads(run("list", "--owner", "bob", "--json"))
+
+    assert len(lines) == 3 and lines[-1] == "1 session(s)."
+    assert lines[1].split() == [
+        "a1",
+        "1",
+        *lines[1].split()[2:-4],
+        "alice",
+        "Weather",
+        "in",
+        "Paris",
+    ]
+    assert [(r["session_id"], r["owner"], r["title"]) for r in rows] == [("b1", "bob", "Taxes")]
+
+
+def test_list_owner_unknown_user_is_a_command_error(alice: Any) -> None:
+    with pytest.raises(CommandError, match="No user 'carol' in database 'default'"):
+        run("list", "--owner", "carol")
+
+
+def test_show_prints_owner_title_and_metadata(alice: Any) -> None:
+    own(make_session("chat", CONVERSATION), alice, "Paris", agent="planner")
+    make_session("plain")
+
+    output = run("show", "chat").splitlines()
+    plain = run("show", "plain").splitlines()
+
+    assert output[1:4] == ["Owner: alice", "Title: Paris", 'Metadata: {"agent": "planner"}']
+    assert plain[1:4] == ["Owner: (none)", "Title: (none)", "Metadata: {}"]
+
+
+def test_export_import_round_trip_keeps_owner_title_and_metadata(
+    tmp_path: Path, alice: Any, bob: Any
+) -> None:
+    own(make_session("a1", CONVERSATION), alice, "Paris", agent="planner", n=[1, 2])
+    own(make_session("b1"), bob, "Taxes")
+    make_session("nobody")
+    export = tmp_path / "all.jsonl"
+    run("export", "--output", str(export))
+    records = {r["session_id"]: r for r in map(json.loads, export.read_text().splitlines())}
+    AgentSession.objects.all().delete()
+
+    run("import", str(export))
+
+    assert (records["a1"]["owner"], records["a1"]["title"]) == ("alice", "Paris")
+    assert records["nobody"]["owner"] is None
+    rows = AgentSession.objects.order_by("session_id").values_list(
+        "session_id", "owner__username", "title", "metadata"
+    )
+    assert list(rows) == [
+        ("a1", "alice", "Paris", {"agent": "planner", "n": [1, 2]}),
+        ("b1", "bob", "Taxes", {}),
+        ("nobody", None, "", {}),
+    ]
+
+
+def test_import_names_owners_by_username_whatever_their_primary_keys(
+    tmp_path: Path, django_user_model: Any
+) -> None:
+    django_user_model.objects.create_user("first")  # takes a primary key before alice's
+    alice = django_user_model.objects.create_user("alice")
+    path = write_lines(
+        tmp_path / "in.jsonl", {"session_id": "s", "owner": "alice", "title": "T", "items": []}
+    )
+
+    run("import", str(path))
+
+    assert AgentSession.objects.get().owner_id == alice.pk
+
+
+def test_import_with_owners_that_do_not_exist_lists_them_and_imports_nothing(
+    tmp_path: Path, alice: Any
+) -> None:
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        {"session_id": "s1", "owner": "alice", "items": []},
+        {"session_id": "s2", "owner": "zoe", "items": []},
+        {"session_id": "s3", "owner": "carol", "items": []},
+        {"session_id": "s4", "owner": "zoe", "items": []},
+    )
+
+    with pytest.raises(CommandError) as refused:
+        run("import", str(path))
+
+    assert "2 owner(s) are not users in database 'default': 'carol', 'zoe'" in str(refused.value)
+    assert "--drop-missing-owners" in str(refused.value)
+    assert not AgentSession.objects.exists()
+
+
+def test_import_drop_missing_owners_imports_those_sessions_without_owner(
+    tmp_path: Path, alice: Any
+) -> None:
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        {"session_id": "s1", "owner": "alice", "items": []},
+        {"session_id": "s2", "owner": "zoe", "title": "Kept", "items": []},
+    )
+
+    run("import", str(path), "--drop-missing-owners")
+
+    rows = AgentSession.objects.order_by("session_id").values_list("session_id", "owner", "title")
+    assert list(rows) == [("s1", alice.pk, ""), ("s2", None, "Kept")]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("owner", 5, "owner must be a non-empty string or null"),
+        ("owner", "", "owner must be a non-empty string or null"),
+        ("title", "x" * 256, "title: Ensure this value has at most 255 characters"),
+        ("metadata", [1], "metadata must be a JSON object"),
+    ],
+)
+def test_import_rejects_bad_owner_title_or_metadata_by_line(
+    tmp_path: Path, field: str, value: Any, problem: str
+) -> None:
+    path = write_lines(tmp_path / "in.jsonl", {"session_id": "s", field: value, "items": []})
+
+    with pytest.raises(CommandError, match=f"line 1: {problem}"):
+        run("import", str(path))
+    assert not AgentSession.objects.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -13,7 +14,7 @@ from openai_django_sessions.models import AgentMessage, AgentSession
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def explain(sql: str, params: list[str]) -> str:
+def explain(sql: str, params: list[Any]) -> str:
     prefix = {
         "postgresql": "EXPLAIN (ANALYZE, COSTS OFF)",
         "sqlite": "EXPLAIN QUERY PLAN",
@@ -24,15 +25,20 @@ def explain(sql: str, params: list[str]) -> str:
         return "\n".join(" ".join(str(col) for col in row) for row in cursor.fetchall())
 
 
-def test_the_newest_items_are_read_from_the_index_without_sorting_the_session():
+@pytest.mark.parametrize("owned", [False, True], ids=["unscoped", "owner-scoped"])
+def test_the_newest_items_are_read_from_the_index_without_sorting_the_session(
+    owned: bool, django_user_model: Any
+) -> None:
+    owner = django_user_model.objects.create_user("owner")
     for name in ("other", "long"):
-        DjangoSession(name)._add_items([{"n": n} for n in range(600)])
+        DjangoSession(name, owner=owner)._add_items([{"n": n} for n in range(600)])
     with connection.cursor() as cursor:  # planners decide on fresh statistics
         cursor.execute(
             {"postgresql": "ANALYZE", "sqlite": "ANALYZE", "mysql": "SELECT 1"}[connection.vendor]
         )
-    sql = storage.storage_for(AgentSession, AgentMessage, "default").history_sql(limit=20)
-    plan = explain(sql, ["long"])
+    store = storage.storage_for(AgentSession, AgentMessage, "default")
+    sql = store.history_sql(limit=20, owned=owned)
+    plan = explain(sql, ["long", owner.pk] if owned else ["long"])
 
     assert "agent_msg_session_id_idx" in plan, plan
     if connection.vendor == "postgresql":

@@ -14,7 +14,7 @@ from chat.agent import run_turn
 
 try:
     from django.tasks import task
-    from django.tasks.base import TaskResultStatus
+    from django.tasks.base import TaskError, TaskResultStatus
     from django.tasks.exceptions import TaskResultDoesNotExist
 except ImportError:  # Django 5.2
     task = None
@@ -63,8 +63,17 @@ async def turn_state(task_id: str) -> tuple[TurnState, str | None]:
     except (TaskResultDoesNotExist, NotImplementedError):
         return "done", None
     if result.status == TaskResultStatus.FAILED:
-        error = result.errors[-1].exception_class_path if result.errors else "unknown error"
-        return "failed", f"The background turn failed ({error})."
+        return "failed", f"The background turn failed ({failure_reason(result.errors)})."
     if result.status == TaskResultStatus.SUCCESSFUL:
         return "done", None
     return "running", None
+
+
+def failure_reason(errors: list[TaskError]) -> str:
+    """The exception's class and message, e.g. ``builtins.ValueError: items[0] ...``."""
+    if not errors:
+        return "unknown error"
+    error = errors[-1]
+    lines = error.traceback.strip().splitlines() if error.traceback else []
+    message = lines[-1].partition(": ")[2] if lines and ": " in lines[-1] else ""
+    return f"{error.exception_class_path}: {message}" if message else error.exception_class_path

@@ -46,9 +46,27 @@ def calculate(expression: str) -> str:
 @function_tool
 async def stored_conversations() -> str:
     """How many conversations and messages this chat's database holds, all visitors together."""
+    return await describe_stored()
+
+
+async def describe_stored() -> str:
+    """The counts as the page and the admin show them ("stored messages": one per item).
+
+    The turn asking is not counted yet: the SDK stores its tool call, the call's
+    output and the reply when the turn ends, and the page's count includes them.
+    """
     sessions = await AgentSession.objects.acount()
     messages = await AgentMessage.objects.acount()
-    return f"The database holds {sessions} conversation(s) with {messages} stored item(s) in all."
+    return (
+        f"The database holds {plural(sessions, 'conversation')} with "
+        f"{plural(messages, 'stored message')} in all, before this turn's tool call "
+        "and reply are stored."
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 conversation"``, ``"3 conversations"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 TOOLS: list[FunctionTool] = [current_time, calculate, stored_conversations]

@@ -10,5 +10,6 @@ urlpatterns = [
     path("c/<str:session_id>/send/", views.send_message, name="send"),
     path("c/<str:session_id>/undo/", views.undo, name="undo"),
     path("c/<str:session_id>/clear/", views.clear, name="clear"),
+    path("c/<str:session_id>/delete/", views.delete, name="delete"),
     path("c/<str:session_id>/status/", views.status, name="status"),
 ]

@@ -2,6 +2,10 @@
 
 A visitor reaches only the conversations listed in their session
 (``chat.visitor``); any other id is a 404, whether or not it exists.
+
+Every POST answers with a redirect to a page (Post/Redirect/Get), errors
+included: the error and the typed text travel in the session to that page, so
+the address bar always shows a page's URL and Reload never posts again.
 """
 
 from __future__ import annotations
@@ -10,23 +14,27 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import openai
 from agents.exceptions import AgentsException
+from django.contrib import messages
 from django.db.models import Count, Min
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from openai_django_sessions.models import AgentMessage, AgentSession
 
-from chat import agent, history, tasks, visitor
+from chat import agent, history, tasks, terminal, visitor
 from chat.model_choice import model_label
 from chat.transcript import build_transcript
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_LENGTH = 4000
+FAVICON = Path(__file__).resolve().parent / "static" / "chat" / "favicon.svg"
 
 
 @dataclass
@@ -41,25 +49,24 @@ class ConversationSummary:
 
 @require_GET
 async def conversation_list(request: HttpRequest) -> HttpResponse:
-    """The visitor's conversations, most recently active first; new empty ones on top."""
+    """The visitor's conversations that hold messages, most recently active first.
+
+    An empty conversation (new, cleared, or pruned by an operator) is not listed:
+    "New conversation" brings the visitor back to it instead of making another.
+    """
     ids = await visitor.conversation_ids(request)
     rows = [
         row
         async for row in AgentSession.objects.filter(session_id__in=ids)
         .annotate(message_count=Count("messages"), first_id=Min("messages__id"))
+        .filter(message_count__gt=0)
         .order_by("-updated_at")
     ]
     titles = {
         message.session_id: history.message_text(message.data)
         async for message in AgentMessage.objects.filter(id__in=[row.first_id for row in rows])
     }
-    stored = {row.session_id for row in rows}
-    empty = [
-        ConversationSummary(session_id, "New conversation", 0, None)
-        for session_id in reversed(ids)
-        if session_id not in stored
-    ]
-    active = [
+    conversations = [
         ConversationSummary(
             row.session_id,
             titles.get(row.pk) or row.session_id,
@@ -68,15 +75,33 @@ async def conversation_list(request: HttpRequest) -> HttpResponse:
         )
         for row in rows
     ]
-    context = {"conversations": empty + active, "model_label": model_label()}
+    context = {"conversations": conversations, "model_label": model_label()}
     return TemplateResponse(request, "chat/list.html", context)
 
 
 @require_POST
 async def new_conversation(request: HttpRequest) -> HttpResponse:
-    session_id = visitor.new_session_id()
-    await visitor.add_conversation(request, session_id)
+    """Open the visitor's empty conversation if they have one, else a new one."""
+    session_id = await _empty_conversation(request)
+    if session_id is None:
+        session_id = visitor.new_session_id()
+        await visitor.add_conversation(request, session_id)
     return redirect("chat:conversation", session_id=session_id)
+
+
+async def _empty_conversation(request: HttpRequest) -> str | None:
+    """The newest of the visitor's conversations with no stored message and no turn running."""
+    ids = await visitor.conversation_ids(request)
+    stored = {
+        session_id
+        async for session_id in AgentSession.objects.filter(
+            session_id__in=ids, messages__isnull=False
+        ).values_list("session_id", flat=True)
+    }
+    for session_id in reversed(ids):
+        if session_id not in stored and await visitor.pending_turn(request, session_id) is None:
+            return session_id
+    return None
 
 
 @require_GET
@@ -89,35 +114,47 @@ async def conversation(request: HttpRequest, session_id: str) -> HttpResponse:
 async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
     """Run a turn with the posted ``message``; ``background`` runs it as a task.
 
-    400 for an empty or too long message, 409 while a background turn of this
-    conversation is still running, 502 when the model fails; the page is shown
-    again with the error and the typed text.
+    An empty or too long message, a send while a background turn of this
+    conversation still runs, a message the session refuses to store (``ValueError``
+    or ``TypeError`` from ``DjangoSession``, such as U+0000 on PostgreSQL) and a
+    model failure all redirect back to the page, which shows why with the text kept.
     """
     await _require_owned(request, session_id)
-    text = request.POST.get("message", "").strip()
-    if not text:
-        return await _conversation_page(
-            request, session_id, error="Type a message first.", status=400
-        )
-    if len(text) > MAX_MESSAGE_LENGTH:
-        error = f"Messages are limited to {MAX_MESSAGE_LENGTH} characters."
-        return await _conversation_page(request, session_id, error=error, draft=text, status=400)
-    if await visitor.pending_turn(request, session_id):
-        error = "The previous message is still being answered; wait for its reply."
-        return await _conversation_page(request, session_id, error=error, draft=text, status=409)
-
-    try:
-        if request.POST.get("background"):
-            task_id = await tasks.start_turn(session_id, text)
-            if task_id is not None:
-                await visitor.set_pending_turn(request, session_id, task_id, text)
-        else:
-            await agent.run_turn(session_id, text)
-    except (AgentsException, openai.OpenAIError) as exc:
-        logger.warning("turn of %s failed: %r", session_id, exc)
-        error = f"The model could not answer: {exc}"
-        return await _conversation_page(request, session_id, error=error, draft=text, status=502)
+    # Browsers send new lines as CRLF: count them as the page's counter does, once.
+    text = request.POST.get("message", "").replace("\r\n", "\n").strip()
+    background = bool(request.POST.get("background"))
+    await visitor.set_prefers_background(request, background)
+    error = await _refusal(request, session_id, text)
+    if error is None:
+        try:
+            if background:
+                task_id = await tasks.start_turn(session_id, text)
+                if task_id is not None:
+                    await visitor.set_pending_turn(request, session_id, task_id, text)
+            else:
+                await agent.run_turn(session_id, text)
+        except (ValueError, TypeError) as exc:
+            error = f"This message could not be stored: {exc}"
+        except (AgentsException, openai.OpenAIError) as exc:
+            logger.warning("turn of %s failed: %r", session_id, exc)
+            error = f"The model could not answer: {exc}"
+    if error is not None:
+        await visitor.set_notice(request, session_id, error=error, draft=text)
     return redirect("chat:conversation", session_id=session_id)
+
+
+async def _refusal(request: HttpRequest, session_id: str, text: str) -> str | None:
+    """Why ``text`` cannot be sent now, or ``None``."""
+    if not text:
+        return "Type a message first."
+    if len(text) > MAX_MESSAGE_LENGTH:
+        return (
+            f"Messages are limited to {MAX_MESSAGE_LENGTH:,} characters; "
+            f"this one has {len(text):,}."
+        )
+    if await visitor.pending_turn(request, session_id):
+        return "The previous message is still being answered; wait for its reply."
+    return None
 
 
 @require_POST
@@ -128,12 +165,58 @@ async def undo(request: HttpRequest, session_id: str) -> HttpResponse:
     )
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 async def clear(request: HttpRequest, session_id: str) -> HttpResponse:
-    """Delete the whole history; the conversation stays in the visitor's list, empty."""
+    """GET asks to confirm; POST deletes the whole history and keeps the (empty) page."""
+    if request.method == "GET":
+        return await _confirmation(
+            request,
+            session_id,
+            question="Clear this conversation?",
+            consequence="Its {count} stored message{plural} will be deleted; "
+            "the empty conversation stays open.",
+            action="Clear",
+        )
     return await _change_history(
         request, session_id, agent.clear_conversation, "Wait for the reply before clearing."
     )
+
+
+@require_http_methods(["GET", "POST"])
+async def delete(request: HttpRequest, session_id: str) -> HttpResponse:
+    """GET asks to confirm; POST deletes the conversation and removes it from the list."""
+    if request.method == "GET":
+        return await _confirmation(
+            request,
+            session_id,
+            question="Delete this conversation?",
+            consequence="Its {count} stored message{plural} will be deleted "
+            "and it leaves your list.",
+            action="Delete",
+        )
+    response = await _change_history(
+        request, session_id, agent.clear_conversation, "Wait for the reply before deleting."
+    )
+    if await visitor.pending_turn(request, session_id) is None:
+        await visitor.remove_conversation(request, session_id)
+        messages.success(request, "Conversation deleted.")
+        return redirect("chat:list")
+    return response
+
+
+async def _confirmation(
+    request: HttpRequest, session_id: str, *, question: str, consequence: str, action: str
+) -> HttpResponse:
+    await _require_owned(request, session_id)
+    count = await AgentMessage.objects.filter(session__session_id=session_id).acount()
+    context = {
+        "session_id": session_id,
+        "question": question,
+        "consequence": consequence.format(count=count, plural="" if count == 1 else "s"),
+        "action": action,
+        "model_label": model_label(),
+    }
+    return TemplateResponse(request, "chat/confirm.html", context)
 
 
 async def _change_history(
@@ -145,8 +228,9 @@ async def _change_history(
     """Apply ``change`` to the visitor's conversation, unless a background turn is running."""
     await _require_owned(request, session_id)
     if await visitor.pending_turn(request, session_id):
-        return await _conversation_page(request, session_id, error=refusal, status=409)
-    await change(session_id)
+        await visitor.set_notice(request, session_id, error=refusal)
+    else:
+        await change(session_id)
     return redirect("chat:conversation", session_id=session_id)
 
 
@@ -157,6 +241,12 @@ async def status(request: HttpRequest, session_id: str) -> JsonResponse:
     pending = await _refresh_pending(request, session_id)
     items = await AgentMessage.objects.filter(session__session_id=session_id).acount()
     return JsonResponse({"pending": pending is not None, "items": items})
+
+
+@require_GET
+@cache_control(max_age=86400)
+async def favicon(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
 
 
 async def _require_owned(request: HttpRequest, session_id: str) -> None:
@@ -176,14 +266,7 @@ async def _refresh_pending(request: HttpRequest, session_id: str) -> dict[str, s
     return None
 
 
-async def _conversation_page(
-    request: HttpRequest,
-    session_id: str,
-    *,
-    error: str | None = None,
-    draft: str = "",
-    status: int = 200,
-) -> HttpResponse:
+async def _conversation_page(request: HttpRequest, session_id: str) -> HttpResponse:
     pending = await _refresh_pending(request, session_id)
     items = await agent.session_for(session_id).get_items()
     last_activity = (
@@ -193,6 +276,7 @@ async def _conversation_page(
     )
     entries = build_transcript(items)
     said = [entry.text for entry in entries if entry.kind == "user"]
+    notice = await visitor.take_notice(request, session_id)
     context = {
         "session_id": session_id,
         "entries": entries,
@@ -202,10 +286,13 @@ async def _conversation_page(
         # The SDK stores the user message when the turn starts; until then the
         # page shows it from the visitor's session.
         "pending_shown": pending is not None and (not said or said[-1] != pending["text"]),
-        "error": error or await visitor.take_error(request, session_id),
-        "draft": draft,
+        "error": notice["error"],
+        "info": notice["info"],
+        "draft": notice["draft"],
+        "background_checked": await visitor.prefers_background(request),
         "model_label": model_label(),
         "background_available": tasks.background_available(),
         "max_length": MAX_MESSAGE_LENGTH,
+        "terminal_command": terminal.chat_command(session_id),
     }
-    return TemplateResponse(request, "chat/conversation.html", context, status=status)
+    return TemplateResponse(request, "chat/conversation.html", context)

@@ -4,7 +4,10 @@
   sees only their own; the conversations themselves are in ``DjangoSession``'s
   tables, shared with the ``chat`` command;
 - the background turns still running, per conversation;
-- an error from a background turn, shown once.
+- what the next page of a conversation shows once: an error with the text the
+  visitor had typed (after a refused send, the browser is redirected to the
+  page, so Reload never sends again), or a note that a background turn ended;
+- whether the visitor last chose "Run in background".
 
 Every function uses the session's async API, for the async views.
 """
@@ -19,7 +22,8 @@ from django.utils.crypto import get_random_string
 
 CONVERSATIONS = "chat_conversations"
 PENDING = "chat_pending"
-ERRORS = "chat_errors"
+NOTICES = "chat_notices"
+BACKGROUND = "chat_background"
 # A cookie-backed session could not hold more; a database one need not grow forever.
 MAX_CONVERSATIONS = 100
 SESSION_ID = re.compile(r"web-[a-z0-9]{16}")
@@ -58,21 +62,48 @@ async def set_pending_turn(request: HttpRequest, session_id: str, task_id: str, 
     await request.session.aset(PENDING, pending)
 
 
+async def remove_conversation(request: HttpRequest, session_id: str) -> None:
+    ids = [existing for existing in await conversation_ids(request) if existing != session_id]
+    await request.session.aset(CONVERSATIONS, ids)
+
+
 async def finish_pending_turn(request: HttpRequest, session_id: str, error: str | None) -> None:
-    """Forget the background turn; keep ``error`` (if any) to show on the next page."""
+    """Forget the background turn; the next page says how it ended.
+
+    A failed turn gives its message back as the draft, so nothing typed is lost.
+    """
     pending = dict(await request.session.aget(PENDING, {}))
-    pending.pop(session_id, None)
+    turn = pending.pop(session_id, None)
     await request.session.aset(PENDING, pending)
     if error:
-        errors = dict(await request.session.aget(ERRORS, {}))
-        errors[session_id] = error
-        await request.session.aset(ERRORS, errors)
+        await set_notice(request, session_id, error=error, draft=turn["text"] if turn else "")
+    else:
+        await set_notice(request, session_id, info="The last reply was computed in the background.")
 
 
-async def take_error(request: HttpRequest, session_id: str) -> str | None:
-    """The stored error of a background turn, removed once read."""
-    errors = dict(await request.session.aget(ERRORS, {}))
-    error = errors.pop(session_id, None)
-    if error is not None:
-        await request.session.aset(ERRORS, errors)
-    return error
+async def set_notice(
+    request: HttpRequest, session_id: str, *, error: str = "", draft: str = "", info: str = ""
+) -> None:
+    """Keep what the next page of ``session_id`` shows once (see ``take_notice``)."""
+    notices = dict(await request.session.aget(NOTICES, {}))
+    notices[session_id] = {"error": error, "draft": draft, "info": info}
+    await request.session.aset(NOTICES, notices)
+
+
+async def take_notice(request: HttpRequest, session_id: str) -> dict[str, str]:
+    """``{"error", "draft", "info"}`` kept for ``session_id`` (empty strings if none), removed."""
+    notices = dict(await request.session.aget(NOTICES, {}))
+    notice = notices.pop(session_id, None)
+    if notice is None:
+        return {"error": "", "draft": "", "info": ""}
+    await request.session.aset(NOTICES, notices)
+    return dict(notice)
+
+
+async def prefers_background(request: HttpRequest) -> bool:
+    """Whether "Run in background" was ticked on the visitor's last send."""
+    return bool(await request.session.aget(BACKGROUND, False))
+
+
+async def set_prefers_background(request: HttpRequest, choice: bool) -> None:
+    await request.session.aset(BACKGROUND, choice)

@@ -25,11 +25,16 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [
     host for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if host
 ]
 
+# The admin (at /admin/) shows the stored conversations with the app's own ModelAdmin;
+# it uses Django's standard auth, which sign-in pages can reuse as well.
 INSTALLED_APPS = [
+    "django.contrib.admin",
     # openai_django_sessions stores each conversation's owner: the user model.
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.messages",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
     "openai_django_sessions",
     "chat",
 ]
@@ -39,10 +44,16 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.friendly_not_found",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
+# Served by the ASGI application itself (chatsite.asgi), so the admin has its styles
+# under uvicorn too, without a separate web server.
+STATIC_URL = "static/"
 ASGI_APPLICATION = "chatsite.asgi.application"
 
 TEMPLATES = [
@@ -50,7 +61,13 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 

@@ -1,5 +1,12 @@
-"""The whole site is the chat app."""
+"""The chat app, and the admin where its stored conversations can be browsed."""
 
+from django.contrib import admin
 from django.urls import include, path
 
-urlpatterns = [path("", include("chat.urls"))]
+from chat import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("", include("chat.urls")),
+]

@@ -1,8 +1,8 @@
 """The example's ASGI application with every turn held back for a moment.
 
-For the browser test only: a background turn then certainly outlasts the
-redirect, so the page is seen waiting and it is the page's polling that
-brings the reply, every run.
+For the browser test only: a background turn then outlasts the redirect and
+the page load (slow on a busy machine), so the page is seen waiting and it is
+the page's polling that brings the reply.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from chatsite.asgi import application
 # isort: split
 from chat import tasks
 
-DELAY = float(os.environ.get("EXAMPLE_TURN_DELAY", "1.0"))
+DELAY = float(os.environ.get("EXAMPLE_TURN_DELAY", "3.0"))
 _run_turn = tasks.run_turn
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync
-from openai_django_sessions.models import AgentSession
+from openai_django_sessions.models import AgentMessage, AgentSession
 
 from chat.agent import clear_conversation, run_turn, session_for, undo_last_exchange
 from chat.transcript import build_transcript
@@ -49,7 +49,9 @@ def test_the_lookup_tool_reads_the_database() -> None:
     say("t-5a", "hello")
     reply = say("t-5b", "how many conversations are stored?")
     assert AgentSession.objects.count() == 2
-    assert "2 conversation(s)" in reply
+    # The counts the page shows: the asking turn's call, output and reply come after.
+    told = AgentMessage.objects.count() - 3
+    assert f"2 conversations with {told} stored messages in all, before this turn's" in reply
 
 
 def test_undo_removes_back_to_and_including_the_last_user_message() -> None:

@@ -62,10 +62,26 @@ def test_the_response_returns_before_the_turn_runs(
     assert 'class="bubble user pending"' in html  # the message shows before the SDK stores it
     assert "what is 6 * 7?" in html
     assert client.get(reverse("chat:status", args=[session_id])).json()["pending"] is True
-    # A second message waits for the first answer.
-    assert send_in_background(client, session_id, "hello").status_code == 409
-    assert client.post(reverse("chat:undo", args=[session_id])).status_code == 409
-    assert client.post(reverse("chat:clear", args=[session_id])).status_code == 409
+    # A second message waits for the first answer, and so do undo, clear and delete.
+    url = reverse("chat:conversation", args=[session_id])
+    refusals = {
+        "The previous message is still being answered": lambda: send_in_background(
+            client, session_id, "hello"
+        ),
+        "Wait for the reply before undoing.": lambda: client.post(
+            reverse("chat:undo", args=[session_id])
+        ),
+        "Wait for the reply before clearing.": lambda: client.post(
+            reverse("chat:clear", args=[session_id])
+        ),
+        "Wait for the reply before deleting.": lambda: client.post(
+            reverse("chat:delete", args=[session_id])
+        ),
+    }
+    for refusal, post in refusals.items():
+        response = post()
+        assert response.status_code == 302 and response.url == url
+        assert refusal in client.get(url).content.decode()
 
     release.set()
     assert wait_until_done(client, session_id)["items"] == 4
@@ -84,7 +100,9 @@ def test_a_failed_background_turn_is_reported_once(
     send_in_background(client, session_id, "hello")
     wait_until_done(client, session_id)
     url = reverse("chat:conversation", args=[session_id])
-    assert "The background turn failed (builtins.RuntimeError)." in client.get(url).content.decode()
+    html = client.get(url).content.decode()
+    assert "The background turn failed (builtins.RuntimeError: model exploded)." in html
+    assert ">hello</textarea>" in html  # the message is given back, to send again
     assert "The background turn failed" not in client.get(url).content.decode()
 
 

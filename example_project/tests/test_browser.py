@@ -1,14 +1,17 @@
 """The whole flow in a real browser: Chromium, driven by Playwright, against uvicorn.
 
 The server runs in a subprocess on a database of its own: a temporary SQLite
-file, and once more a PostgreSQL database created (and dropped) here. The
-screenshot of the SQLite run is saved to ``artifacts/example-chat.png``.
+file, and once more a PostgreSQL database created (and dropped) here. The SQLite
+run saves screenshots of the conversation list, a conversation and the admin's
+view of it to ``artifacts/``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +23,13 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from psycopg import sql
 
-from tests.serving import uvicorn_server
+from tests.serving import PROJECT_DIR, server_env, uvicorn_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO_ROOT / "artifacts" / "example-chat.png"
+ARTIFACTS = REPO_ROOT / "artifacts"
+SCREENSHOTS = {
+    name: ARTIFACTS / f"example-{name}.png" for name in ("list", "conversation", "admin")
+}
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -70,9 +76,13 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def test_conversation_flow_on_sqlite(page: Page, tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
+    for screenshot in SCREENSHOTS.values():
+        screenshot.unlink(missing_ok=True)
     with uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url:
-        conversation_flow(page, base_url, screenshot=SCREENSHOT)
-    assert SCREENSHOT.stat().st_size > 10_000
+        conversation_flow(page, base_url, screenshots=True)
+        admin_flow(page, base_url, database_url)
+    for screenshot in SCREENSHOTS.values():
+        assert screenshot.stat().st_size > 10_000
 
 
 @pytest.mark.postgres
@@ -81,17 +91,33 @@ def test_conversation_flow_on_postgresql(page: Page, tmp_path: Path) -> None:
         postgres_database() as database_url,
         uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url,
     ):
-        conversation_flow(page, base_url, screenshot=None)
+        conversation_flow(page, base_url, screenshots=False)
+        # PostgreSQL's jsonb cannot hold U+0000: the library refuses it, the page says so.
+        page.goto(base_url + "/")
+        page.get_by_role("button", name="New conversation").click()
+        page.get_by_label("Run in background").uncheck()  # ticked: remembered from before
+        page.get_by_label("Message").fill("nul \x00 here")
+        page.get_by_role("button", name="Send").click()
+        expect(page.get_by_test_id("error")).to_contain_text(
+            "This message could not be stored: items[0] contains the character U+0000"
+        )
+        expect(page.get_by_label("Message")).to_have_value(re.compile("^nul .* here$"))
+        expect(page.locator('[data-role="user"]')).to_have_count(0)
 
 
-def conversation_flow(page: Page, base_url: str, *, screenshot: Path | None) -> None:
-    """Two dependent messages, a background tool turn, reload, undo, clear."""
+def conversation_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
+    """Two dependent messages, a background tool turn, reload, undo, clear, delete.
+
+    Along the way: Enter sends, a send adds no history entry, an error keeps the
+    page's URL, the length counter, right-to-left text, the terminal command.
+    """
     page.goto(base_url + "/")
     expect(page.get_by_text("No conversations yet")).to_be_visible()
     expect(page.get_by_test_id("model")).to_contain_text("offline")
     page.get_by_role("button", name="New conversation").click()
     expect(page).to_have_url(re.compile(r"/c/web-[a-z0-9]{16}/$"))
     conversation_url = page.url
+    entries = page.evaluate("history.length")
 
     users = page.locator('[data-role="user"]')
     replies = page.locator('[data-role="assistant"]')
@@ -100,14 +126,43 @@ def conversation_flow(page: Page, base_url: str, *, screenshot: Path | None) -> 
     expect(replies.last).to_have_text(
         "Offline model: Nice to meet you, Ada. I will remember your name."
     )
-    send(page, "What is my name?")
+    # Enter sends; Shift+Enter is a new line.
+    box = page.get_by_label("Message")
+    box.fill("What is")
+    box.press("Shift+Enter")
+    box.press_sequentially("my name?")
+    expect(box).to_have_value("What is\nmy name?")
+    box.press("Enter")
+    expect(replies).to_have_count(2)
+    expect(users.last).to_have_text("What is\nmy name?")
     expect(replies.last).to_have_text("Offline model: Your name is Ada. You told me earlier.")
+    assert page.evaluate("history.length") == entries  # sends replace the page, not push
+
+    # A long paste is not cut: the counter shows the limit, Send waits for a shorter text.
+    send_button = page.get_by_role("button", name="Send")
+    box.fill("x" * 4100)
+    expect(page.get_by_test_id("counter")).to_have_text("4,100 / 4,000 (too long by 100)")
+    expect(send_button).to_be_disabled()
+    assert len(box.input_value()) == 4100
+    box.fill("x" * 3999)
+    expect(page.get_by_test_id("counter")).to_have_text("3,999 / 4,000")
+    expect(send_button).to_be_enabled()
+
+    # A refused message: the error shows at the page's own URL; Reload sends nothing.
+    box.fill("   ")
+    send_button.click()
+    expect(page.get_by_test_id("error")).to_have_text("Type a message first.")
+    expect(page).to_have_url(conversation_url)
+    page.reload()
+    expect(page.get_by_test_id("error")).to_have_count(0)
+    expect(replies).to_have_count(2)
 
     # A tool turn, as a background task: the page polls until the reply lands.
     page.get_by_label("Message").fill("What is 12 * (3 + 4)?")
     runs_in_background = page.get_by_text("runs at once on this Django version").count() == 0
     page.get_by_label("Run in background").check()
     page.get_by_role("button", name="Send").click()
+    expect(page.get_by_label("Run in background")).to_be_checked()  # stays ticked
     if runs_in_background:  # Django >= 6.0; 5.2 answers before the redirect
         expect(page.get_by_test_id("pending")).to_have_text("Answering in the background…")
         expect(users.last).to_have_text("What is 12 * (3 + 4)?")
@@ -115,25 +170,52 @@ def conversation_flow(page: Page, base_url: str, *, screenshot: Path | None) -> 
     expect(replies).to_have_count(3)
     expect(page.get_by_test_id("pending")).to_have_count(0)
     expect(replies.last).to_contain_text("From calculate: 12 * (3 + 4) = 84")
+    if runs_in_background:
+        expect(page.get_by_test_id("info")).to_have_text(
+            "The last reply was computed in the background."
+        )
+    page.get_by_label("Run in background").uncheck()
     tool = page.locator('details[data-role="tool"]')
     expect(tool).to_have_count(1)
     expect(tool).not_to_have_attribute("open", "")
     expect(tool.locator("summary")).to_have_text('Tool call: calculate(expression="12 * (3 + 4)")')
     tool.locator("summary").click()  # opened for the screenshot: arguments and output
     expect(tool).to_contain_text("12 * (3 + 4) = 84")
-    if screenshot is not None:
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+    if screenshots:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS["conversation"]), full_page=True)
+
+    # The terminal command on the page works as copied, on the same database.
+    summary = page.get_by_test_id("summary").inner_text()
+    command = page.get_by_test_id("terminal-command").inner_text()
+    terminal = subprocess.run(
+        ["bash", "-c", command], input="/quit\n", capture_output=True, text=True, timeout=120
+    )
+    assert terminal.returncode == 0, terminal.stderr
+    stored = re.match(r"(\d+) stored messages", summary)
+    assert stored is not None, summary
+    assert f"--- history: {stored[1]} stored messages" in terminal.stdout
 
     # The history is in the database, not in the page.
     page.reload()
     expect(users).to_have_text(["My name is Ada", "What is my name?", "What is 12 * (3 + 4)?"])
     expect(replies).to_have_count(3)
-    page.goto(base_url + "/")
+    page.go_back()  # one step back leaves the conversation
+    expect(page).to_have_url(base_url + "/")
     row = page.get_by_test_id("conversations").get_by_role("link")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("My name is Ada")
-    expect(row).to_contain_text("8 messages")
+    expect(row).to_contain_text("8 stored messages")
+    if screenshots:
+        page.screenshot(path=str(SCREENSHOTS["list"]), full_page=True)
+    # "New conversation" twice makes one empty conversation, and it is not listed.
+    page.get_by_role("button", name="New conversation").click()
+    empty_url = page.url
+    page.goto(base_url + "/")
+    page.get_by_role("button", name="New conversation").click()
+    expect(page).to_have_url(empty_url)
+    page.goto(base_url + "/")
+    expect(row).to_have_count(1)
     row.click()
     expect(page).to_have_url(conversation_url)
 
@@ -142,11 +224,59 @@ def conversation_flow(page: Page, base_url: str, *, screenshot: Path | None) -> 
     expect(page.locator('details[data-role="tool"]')).to_have_count(0)
     expect(replies.last).to_have_text("Offline model: Your name is Ada. You told me earlier.")
 
+    # Clear asks first; Cancel keeps everything.
+    page.get_by_role("link", name="Clear…").click()
+    expect(page.get_by_test_id("consequence")).to_contain_text("Its 4 stored messages")
+    page.get_by_role("link", name="Cancel").click()
+    expect(users).to_have_count(2)
+    page.get_by_role("link", name="Clear…").click()
     page.get_by_role("button", name="Clear").click()
+    expect(page).to_have_url(conversation_url)
     expect(page.get_by_text("No messages yet")).to_be_visible()
     expect(users).to_have_count(0)
+
+    # Right-to-left text reads right to left.
+    send(page, "שלום! מה שלומך?")
+    assert users.last.evaluate("bubble => getComputedStyle(bubble).direction") == "rtl"
+    assert replies.last.evaluate("bubble => getComputedStyle(bubble).direction") == "ltr"
     send(page, "What is my name?")
     expect(replies.last).to_have_text("Offline model: You have not told me your name yet.")
+
+    # Delete asks first, then the conversation is gone from the list and its URL.
+    page.get_by_role("link", name="Delete…").click()
+    page.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(base_url + "/")
+    expect(page.get_by_test_id("message")).to_have_text("Conversation deleted.")
+    expect(page.get_by_text("No conversations yet")).to_be_visible()
+    page.goto(conversation_url)
+    expect(page.get_by_test_id("not-found")).to_be_visible()
+
+
+def admin_flow(page: Page, base_url: str, database_url: str) -> None:
+    """The documented staff login, then the admin's view of a conversation."""
+    created = subprocess.run(
+        [sys.executable, "manage.py", "demo_admin"],
+        cwd=PROJECT_DIR,
+        env=server_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    password = re.search(r"password (\S+) \(shown once\)", created.stdout)
+    assert password is not None, created.stdout
+    page.goto(base_url + "/")
+    page.get_by_role("button", name="New conversation").click()
+    send(page, "What time is it in Tokyo?")
+    page.get_by_role("link", name="Admin").click()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(password[1])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("rowheader", name="Agent sessions").get_by_role("link").click()
+    page.get_by_role("link", name=re.compile(r"^web-")).first.click()
+    expect(page.get_by_text("Last activity:")).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text("+00:00")
+    page.screenshot(path=str(SCREENSHOTS["admin"]), full_page=True)
 
 
 def send(page: Page, text: str) -> None:

@@ -28,7 +28,7 @@ def test_history_is_printed_on_start_and_kept_between_runs() -> None:
     chat("term-2", "My name is Ada")
     out = chat("term-2", "What did I say before?")
     history, _, rest = out.partition("Commands:")
-    assert "--- history: 2 stored items" in history
+    assert "--- history: 2 stored messages" in history
     assert "you> My name is Ada" in history
     assert "Before this you said: “My name is Ada”" in rest
 

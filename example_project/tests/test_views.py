@@ -22,6 +22,13 @@ def page(client: Client, session_id: str) -> str:
     return response.content.decode()
 
 
+def refused(client: Client, response, session_id: str) -> str:
+    """The page a refused POST redirects to (never a page at the POST's URL)."""
+    assert response.status_code == 302
+    assert response.url == reverse("chat:conversation", args=[session_id])
+    return page(client, session_id)
+
+
 # -- conversation list and new conversation ----------------------------------
 
 
@@ -45,17 +52,18 @@ def test_new_conversation_needs_post(client: Client) -> None:
 
 
 def test_list_shows_own_conversations_newest_activity_first_with_counts(client: Client) -> None:
-    first = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
     second = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
     send(client, second, "my name is Second")
+    first = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
     send(client, first, "my name is First")
     send(client, first, "what is 1 + 1?")
     empty = client.post(reverse("chat:new")).url.rstrip("/").rsplit("/", 1)[1]
     html = client.get(reverse("chat:list")).content.decode()
-    assert html.index(empty) < html.index(first) < html.index(second)
+    assert html.index(first) < html.index(second)
+    assert empty not in html
     assert "my name is First" in html  # titled by its first message
-    assert "6 messages" in html  # 2 exchanges, one with a tool call and its output
-    assert "2 messages" in html
+    assert "6 stored messages" in html  # 2 exchanges, one with a tool call and its output
+    assert "2 stored messages" in html
 
 
 def test_list_hides_other_visitors_conversations(client: Client, session_id: str) -> None:
@@ -103,7 +111,7 @@ def test_sending_runs_the_agent_and_shows_both_messages(client: Client, session_
     assert response.status_code == 302
     assert response.url == reverse("chat:conversation", args=[session_id])
     html = page(client, session_id)
-    assert 'data-role="user">My name is Ada<' in html
+    assert 'data-role="user" dir="auto">My name is Ada<' in html
     assert "Offline model: Nice to meet you, Ada." in html
 
 
@@ -129,22 +137,59 @@ def test_tool_calls_are_shown_collapsed_with_arguments_and_output(
 
 
 def test_empty_message_is_refused(client: Client, session_id: str) -> None:
-    response = send(client, session_id, "   ")
-    assert response.status_code == 400
-    assert "Type a message first." in response.content.decode()
+    html = refused(client, send(client, session_id, "   "), session_id)
+    assert "Type a message first." in html
     assert not AgentSession.objects.filter(session_id=session_id).exists()
 
 
 def test_missing_message_field_is_refused(client: Client, session_id: str) -> None:
     response = client.post(reverse("chat:send", args=[session_id]), {})
-    assert response.status_code == 400
+    assert "Type a message first." in refused(client, response, session_id)
 
 
 def test_too_long_message_is_refused_and_kept_in_the_box(client: Client, session_id: str) -> None:
-    response = send(client, session_id, "x" * 4001)
-    assert response.status_code == 400
-    assert "limited to 4000 characters" in response.content.decode()
-    assert "x" * 4001 in response.content.decode()
+    html = refused(client, send(client, session_id, "x" * 4001), session_id)
+    assert "Messages are limited to 4,000 characters; this one has 4,001." in html
+    assert ">" + "x" * 4001 + "</textarea>" in html
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
+
+
+def test_the_limit_counts_a_new_line_once(client: Client, session_id: str) -> None:
+    # Browsers post new lines as CRLF; the page's counter counts one character each.
+    assert send(client, session_id, "x\r\n" * 1999 + "x").status_code == 302
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+
+
+def test_an_error_is_shown_once_and_reload_does_not_send_again(
+    client: Client, session_id: str
+) -> None:
+    assert "Type a message first." in refused(client, send(client, session_id, ""), session_id)
+    assert "Type a message first." not in page(client, session_id)
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
+
+
+def test_the_box_has_no_length_cut_but_shows_the_limit(client: Client, session_id: str) -> None:
+    html = page(client, session_id)
+    assert "maxlength" not in html  # a long paste is not cut mid-word
+    assert 'data-max-length="4000"' in html
+    assert "up to 4000 characters" in html
+
+
+def test_a_message_the_session_refuses_is_shown_and_kept(
+    client: Client, session_id: str, monkeypatch
+) -> None:
+    """What ``DjangoSession`` refuses (``ValueError``/``TypeError``) is the visitor's to fix.
+
+    On PostgreSQL it refuses U+0000: the browser test sends one to a real server.
+    """
+
+    async def refusing(session_id: str, text: str) -> None:
+        raise ValueError("items[0] contains the character U+0000")
+
+    monkeypatch.setattr("chat.agent.run_turn", refusing)
+    html = refused(client, send(client, session_id, "nul \x00 here"), session_id)
+    assert "This message could not be stored: items[0] contains the character U+0000" in html
+    assert ">nul \x00 here</textarea>" in html
 
 
 def test_sending_needs_post(client: Client, session_id: str) -> None:
@@ -158,9 +203,9 @@ def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monk
         raise ModelBehaviorError("boom")
 
     monkeypatch.setattr("chat.agent.run_turn", broken)
-    response = send(client, session_id, "hello")
-    assert response.status_code == 502
-    assert "The model could not answer: boom" in response.content.decode()
+    html = refused(client, send(client, session_id, "hello"), session_id)
+    assert "The model could not answer: boom" in html
+    assert ">hello</textarea>" in html
 
 
 # -- CSRF -----------------------------------------------------------------------
@@ -209,19 +254,52 @@ def test_undo_on_empty_conversation_is_harmless(client: Client, session_id: str)
     assert client.post(reverse("chat:undo", args=[session_id])).status_code == 302
 
 
-def test_clear_empties_the_conversation_but_keeps_it_listed(
-    client: Client, session_id: str
-) -> None:
+def test_clear_asks_first_then_empties_the_conversation(client: Client, session_id: str) -> None:
     send(client, session_id, "My name is Ada")
+    question = client.get(reverse("chat:clear", args=[session_id])).content.decode()
+    assert "Clear this conversation?" in question
+    assert "Its 2 stored messages will be deleted" in question
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
     assert client.post(reverse("chat:clear", args=[session_id])).status_code == 302
     assert "No messages yet" in page(client, session_id)
     assert not AgentSession.objects.filter(session_id=session_id).exists()
+
+
+def test_delete_asks_first_then_removes_the_conversation(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    question = client.get(reverse("chat:delete", args=[session_id])).content.decode()
+    assert "Delete this conversation?" in question
+    assert AgentSession.objects.filter(session_id=session_id).exists()
+    response = client.post(reverse("chat:delete", args=[session_id]), follow=True)
+    assert response.redirect_chain == [(reverse("chat:list"), 302)]
+    assert "Conversation deleted." in response.content.decode()
+    assert session_id not in response.content.decode()
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
+    assert client.get(reverse("chat:conversation", args=[session_id])).status_code == 404
+
+
+def test_new_conversation_reuses_an_empty_one(client: Client, session_id: str) -> None:
+    assert client.post(reverse("chat:new")).url == reverse("chat:conversation", args=[session_id])
+    send(client, session_id, "hello")
+    other = client.post(reverse("chat:new")).url
+    assert other != reverse("chat:conversation", args=[session_id])
+    assert client.post(reverse("chat:new")).url == other
+    assert len(client.session[visitor.CONVERSATIONS]) == 2
+
+
+def test_empty_conversations_are_not_listed(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
     assert session_id in client.get(reverse("chat:list")).content.decode()
+    client.post(reverse("chat:clear", args=[session_id]))  # or pruned by an operator
+    html = client.get(reverse("chat:list")).content.decode()
+    assert session_id not in html
+    assert "No conversations yet" in html
+    # "New conversation" brings the visitor back to it rather than adding another.
+    assert client.post(reverse("chat:new")).url == reverse("chat:conversation", args=[session_id])
 
 
-def test_undo_and_clear_need_post(client: Client, session_id: str) -> None:
+def test_undo_needs_post(client: Client, session_id: str) -> None:
     assert client.get(reverse("chat:undo", args=[session_id])).status_code == 405
-    assert client.get(reverse("chat:clear", args=[session_id])).status_code == 405
 
 
 # -- status ---------------------------------------------------------------------
@@ -248,3 +326,62 @@ def test_older_activity_reads_as_time_ago() -> None:
 
     assert ago(timezone.now() - timedelta(minutes=5, seconds=3)) == "5\xa0minutes ago"
     assert ago(None) == ""
+
+
+# -- what the page shows --------------------------------------------------------
+
+
+def test_the_terminal_command_names_this_python_and_this_database(
+    client: Client, session_id: str, monkeypatch
+) -> None:
+    import sys
+
+    from django.conf import settings
+
+    html = page(client, session_id)
+    database = settings.DATABASES["default"]["NAME"]
+    assert f"DATABASE_URL=sqlite:///{database} {sys.executable} " in html
+    assert f"{settings.BASE_DIR / 'manage.py'} chat {session_id}" in html
+    monkeypatch.setenv("DATABASE_URL", "postgres://chat:s3cret@db.example:5432/chat")
+    html = page(client, session_id)
+    assert "DATABASE_URL=postgres://chat:PASSWORD@db.example:5432/chat " in html
+    assert "s3cret" not in html
+
+
+def test_bubbles_and_the_box_follow_the_texts_direction(client: Client, session_id: str) -> None:
+    send(client, session_id, "שלום")
+    html = page(client, session_id)
+    assert 'data-role="user" dir="auto">שלום<' in html
+    assert 'data-role="assistant" dir="auto">' in html
+    assert '<textarea name="message" dir="auto"' in html
+
+
+def test_run_in_background_stays_ticked_once_chosen(client: Client, session_id: str) -> None:
+    assert 'value="1"> Run in background' in page(client, session_id)
+    send(client, session_id, "  ", background="1")  # refused, but the choice is kept
+    assert 'value="1" checked> Run in background' in page(client, session_id)
+    send(client, session_id, "hello")
+    assert 'value="1"> Run in background' in page(client, session_id)
+
+
+def test_unknown_pages_are_friendly_even_with_debug_on(client: Client, settings) -> None:
+    settings.DEBUG = True
+    for url in ["/c/web-0000000000000000/", "/no/such/page/"]:
+        response = client.get(url)
+        assert response.status_code == 404
+        html = response.content.decode()
+        assert 'data-testid="not-found"' in html
+        assert "URLconf" not in html  # not Django's technical page with the URL patterns
+        assert "Your conversations" in html
+
+
+def test_the_status_of_an_unknown_conversation_is_404(client: Client, db: None) -> None:
+    response = client.get(reverse("chat:status", args=["web-0000000000000000"]))
+    assert response.status_code == 404
+
+
+def test_favicon(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in response.content

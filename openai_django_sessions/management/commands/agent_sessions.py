@@ -12,17 +12,18 @@ import os
 import sys
 import tempfile
 from argparse import ArgumentTypeError
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, routing, transfer
+from ... import display, maintenance, owners, routing, transfer
 from ...models import AgentMessage, AgentSession
 
 
@@ -44,6 +45,7 @@ class Command(BaseCommand):
             help="Only sessions with no activity for this long (30d, 12h, 1w2d).",
         )
         listing.add_argument("--search", metavar="TEXT", help="Only session ids containing TEXT.")
+        listing.add_argument("--owner", metavar="USERNAME", help="Only the sessions of this user.")
         listing.add_argument(
             "--json", dest="as_json", action="store_true", help="Print a JSON array."
         )
@@ -105,6 +107,12 @@ class Command(BaseCommand):
             help="Keep sessions whose id already exists and import the others.",
         )
         importing.add_argument(
+            "--drop-missing-owners",
+            action="store_true",
+            help="Import sessions whose owner is not a user of the database without owner "
+            "(by default the import is refused, naming those users).",
+        )
+        importing.add_argument(
             "--batch-size", type=_positive_int, default=1000, help="Rows written per query."
         )
 
@@ -133,23 +141,29 @@ class Command(BaseCommand):
                 "--database",
                 metavar="ALIAS",
                 help="The database alias to use (default: OPENAI_DJANGO_SESSIONS['DATABASE'], "
-                "else the database routers).",
+                "else every shard of a router that lists them, else the database routers).",
             )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
-        write = subcommand in ("import", "prune")
-        alias = routing.alias_for(
-            AgentSession,
-            write=write,
-            # show reads one session: a router placing sessions is told which one.
-            session_id=options.get("session_id") if subcommand == "show" else None,
-            using=options["database"],
-        )
-        if alias not in connections:
-            raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
+        if subcommand == "show":
+            # One session: the routing rule says where it lives.
+            aliases = [
+                routing.alias_for(
+                    AgentSession,
+                    write=False,
+                    session_id=options["session_id"],
+                    using=options["database"],
+                )
+            ]
+        else:
+            # Every database sessions live on (every shard), or the one --database names.
+            aliases = routing.databases(AgentSession, using=options["database"])
+        for alias in aliases:
+            if alias not in connections:
+                raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
         handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
         try:
-            handler(alias, **options)
+            handler(aliases, **options)
         except BrokenPipeError:
             _exit_on_closed_pipe()
 
@@ -157,16 +171,23 @@ class Command(BaseCommand):
 
     def handle_list(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         inactive_for: timedelta | None,
         search: str | None,
+        owner: str | None,
         as_json: bool,
         **options: Any,
     ) -> None:
-        queryset = maintenance.sessions(alias, inactive_for=inactive_for, search=search)
-        rows = cast(Generator[Any], queryset.iterator())  # a generator, which the stubs omit
-        # Closed here, while the connection is open, even if writing fails midway.
+        if owner is not None:
+            known = get_user_model()._default_manager
+            name = owners.username_field()
+            if not any(known.db_manager(a).filter(**{name: owner}).exists() for a in aliases):
+                raise CommandError(f"No user {owner!r} in database {_quote(aliases)}.")
+        rows = maintenance.sessions_of(
+            aliases, inactive_for=inactive_for, search=search, owner=owner
+        )
+        # Closed here, while the connections are open, even if writing fails midway.
         with contextlib.closing(rows):
             self._list(rows, as_json=as_json)
 
@@ -175,6 +196,8 @@ class Command(BaseCommand):
             self._write_json_array(
                 {
                     "session_id": s.session_id,
+                    "owner": owners.username_of(s.owner),
+                    "title": s.title,
                     "messages": s.message_count,
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
@@ -186,19 +209,29 @@ class Command(BaseCommand):
         for session in rows:
             if not count:
                 self.stdout.write(
-                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  LAST ACTIVITY"
+                    f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'CREATED':<23}  {'LAST ACTIVITY':<23}  "
+                    f"{'OWNER':<20}  TITLE"
                 )
             self.stdout.write(
                 f"{session.session_id:<36}  {session.message_count:>8}  "
-                f"{_when(session.created_at):<23}  {_when(session.updated_at)}"
+                f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
+                f"{owners.username_of(session.owner) or '-':<20}  {session.title}".rstrip()
             )
             count += 1
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
 
     def handle_show(
-        self, alias: str, *, session_id: str, as_json: bool, limit: int | None, **options: Any
+        self,
+        aliases: list[str],
+        *,
+        session_id: str,
+        as_json: bool,
+        limit: int | None,
+        **options: Any,
     ) -> None:
-        session = AgentSession.objects.using(alias).filter(session_id=session_id).first()
+        [alias] = aliases
+        rows_of = AgentSession.objects.using(alias).select_related("owner")
+        session = rows_of.filter(session_id=session_id).first()
         if session is None:
             raise CommandError(f"No session {session_id!r} in database {alias!r}.")
         rows = AgentMessage.objects.using(alias).filter(session=session)
@@ -214,13 +247,17 @@ class Command(BaseCommand):
             f"Session {session.session_id!r}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
+        self.stdout.write(f"Owner: {owners.username_of(session.owner) or '(none)'}")
+        self.stdout.write(f"Title: {session.title or '(none)'}")
+        metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
+        self.stdout.write(f"Metadata: {metadata}")
         for position, item in enumerate(items, start=total - len(items) + 1):
             self.stdout.write("")
             self.stdout.write(_render(position, display.describe(item)))
 
     def handle_export(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         session_ids: list[str],
         output: str | None,
@@ -228,6 +265,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         chosen = session_ids or None
+        alias = options["database"]  # None: every database, each session where it lives
         progress = self._progress(transfer.count_sessions(alias, chosen), options["verbosity"])
         try:
             if output is None or output == "-":
@@ -258,7 +296,7 @@ class Command(BaseCommand):
 
     def handle_import(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         file: str | None,
         from_sqlite: str | None,
@@ -266,6 +304,7 @@ class Command(BaseCommand):
         messages_table: str,
         replace: bool,
         skip_existing: bool,
+        drop_missing_owners: bool,
         batch_size: int,
         **options: Any,
     ) -> None:
@@ -302,8 +341,18 @@ class Command(BaseCommand):
 
         try:
             result = transfer.import_sessions(
-                read, using=alias, existing=existing, batch_size=batch_size
+                # Without --database each session goes where the routing rule places it.
+                read,
+                using=options["database"],
+                existing=existing,
+                missing_owners="drop" if drop_missing_owners else "refuse",
+                batch_size=batch_size,
             )
+        except transfer.MissingOwnersError as exc:
+            raise CommandError(
+                f"{exc} Create those users first, or pass --drop-missing-owners to import "
+                "their sessions without owner."
+            ) from exc
         except transfer.ExistingSessionsError as exc:
             raise CommandError(
                 f"{exc} Pass --replace to overwrite them or --skip-existing to keep them."
@@ -330,7 +379,7 @@ class Command(BaseCommand):
 
     def handle_prune(
         self,
-        alias: str,
+        aliases: list[str],
         *,
         inactive_for: timedelta,
         dry_run: bool,
@@ -340,7 +389,7 @@ class Command(BaseCommand):
         verbosity = options["verbosity"]
         if dry_run:
             sessions = messages = 0
-            for session in maintenance.sessions(alias, inactive_for=inactive_for).iterator():
+            for session in maintenance.sessions_of(aliases, inactive_for=inactive_for):
                 sessions += 1
                 messages += session.message_count
                 if verbosity >= 1:
@@ -350,7 +399,9 @@ class Command(BaseCommand):
                     )
             self.stdout.write(f"Would delete {sessions} session(s) and {messages} message(s).")
             return
-        result = maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
+        result = maintenance.PruneResult(sessions=0, messages=0)
+        for alias in aliases:
+            result += maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
         if verbosity >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
@@ -504,3 +555,7 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def _quote(aliases: list[str]) -> str:
+    return ", ".join(repr(alias) for alias in aliases)

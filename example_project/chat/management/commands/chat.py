@@ -4,7 +4,8 @@ Prints the stored history, then reads one message per line and answers it
 through the same agent and ``DjangoSession`` the web page uses, so a
 conversation started in the browser continues here and the other way round.
 Lines starting with ``/`` are commands: ``/undo``, ``/clear``, ``/history``,
-``/quit`` (end of input quits too).
+``/quit``. In a terminal, lines are edited with ``readline`` (arrow keys,
+history); Ctrl+D or Ctrl+C ends the chat.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from chat.model_choice import model_label
 from chat.transcript import as_terminal_lines, build_transcript
 
 HELP_LINE = "Commands: /undo (remove the last exchange), /clear, /history, /quit."
+PROMPT = "you> "
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class Command(BaseCommand):
@@ -39,58 +45,70 @@ class Command(BaseCommand):
             agent.session_for(session_id)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        # One event loop for the whole conversation; async_to_sync (not
-        # asyncio.run) keeps the ORM on this thread and its connection.
-        async_to_sync(self._converse)(session_id, stdin)
-
-    async def _converse(self, session_id: str, stdin: TextIO) -> None:
-        interactive = stdin.isatty()
+        interactive = stdin is sys.stdin and stdin.isatty() and sys.stdout.isatty()
+        if interactive:
+            import readline  # noqa: F401  # line editing and history for input()
         self.stdout.write(f"Conversation {session_id} (model: {model_label()})")
-        await self._print_history(session_id)
+        self._print_history(session_id)
         self.stdout.write(HELP_LINE)
+        try:
+            self._converse(session_id, stdin, interactive)
+        except (KeyboardInterrupt, EOFError):
+            # Ctrl+C or Ctrl+D at the prompt: end its line, then leave quietly.
+            self.stdout.write("")
+        if interactive:
+            self.stdout.write("Bye. The conversation stays stored.")
+
+    def _converse(self, session_id: str, stdin: TextIO, interactive: bool) -> None:
+        """Read and answer lines until /quit or end of input (raised as ``EOFError``)."""
         while True:
             if interactive:
-                self.stdout.write("you> ", ending="")
-                self.stdout.flush()
-            line = stdin.readline()
-            if not line:
-                break
+                line = input(PROMPT)
+            else:
+                line = stdin.readline()
+                if not line:
+                    return
             text = line.strip()
             if not text:
                 continue
             if not interactive:
-                self.stdout.write(f"you> {text}")
+                self.stdout.write(f"{PROMPT}{text}")
             if text == "/quit":
-                break
+                return
             if text == "/history":
-                await self._print_history(session_id)
+                self._print_history(session_id)
             elif text == "/undo":
-                removed = await agent.undo_last_exchange(session_id)
-                self.stdout.write(f"(removed {removed} item{'s' if removed != 1 else ''})")
+                removed = async_to_sync(agent.undo_last_exchange)(session_id)
+                self.stdout.write(f"(removed {plural(removed, 'item')})")
             elif text == "/clear":
-                await agent.clear_conversation(session_id)
+                async_to_sync(agent.clear_conversation)(session_id)
                 self.stdout.write("(conversation cleared)")
             elif text.startswith("/"):
                 self.stdout.write(f"(unknown command {text}) {HELP_LINE}")
             else:
-                await self._answer(session_id, text)
+                self._answer(session_id, text)
 
-    async def _print_history(self, session_id: str) -> None:
-        items = await agent.session_for(session_id).get_items()
-        lines = as_terminal_lines(build_transcript(items))
-        self.stdout.write(f"--- history: {len(items)} stored item{'s' if len(items) != 1 else ''}")
-        for line in lines:
+    def _items(self, session_id: str) -> list[Any]:
+        return list(async_to_sync(agent.session_for(session_id).get_items)())
+
+    def _print_history(self, session_id: str) -> None:
+        items = self._items(session_id)
+        self.stdout.write(f"--- history: {plural(len(items), 'stored message')}")
+        for line in as_terminal_lines(build_transcript(items)):
             self.stdout.write(line)
         self.stdout.write("---")
 
-    async def _answer(self, session_id: str, text: str) -> None:
-        before = len(await agent.session_for(session_id).get_items())
+    def _answer(self, session_id: str, text: str) -> None:
+        before = len(self._items(session_id))
         try:
-            await agent.run_turn(session_id, text)
+            async_to_sync(agent.run_turn)(session_id, text)
+        except (ValueError, TypeError) as exc:
+            self.stderr.write(f"(this message could not be stored: {exc})")
+            return
         except Exception as exc:  # the conversation goes on after a failed turn
             self.stderr.write(f"(the model could not answer: {exc})")
             return
-        items = await agent.session_for(session_id).get_items()
+        items = self._items(session_id)
         # The user's line is already on screen: print what the turn added after it.
         for line in as_terminal_lines(build_transcript(items[before:]))[1:]:
             self.stdout.write(line)

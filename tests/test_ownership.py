@@ -1,0 +1,342 @@
+"""Conversations that belong to someone: owner, title, metadata, access scoped by owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from openai_django_sessions import DjangoSession, SessionDetails
+from openai_django_sessions.models import AgentMessage, AgentSession
+from tests.conftest import in_requests
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def msg(n: int, role: str = "user") -> dict[str, Any]:
+    return {"role": role, "content": f"message {n}"}
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice")
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob")
+
+
+async def snapshot(session_id: str) -> tuple[Any, ...]:
+    """What a refused call must leave as it was: the row, its timestamps, its messages."""
+    row = (
+        await AgentSession.objects.filter(session_id=session_id)
+        .values("pk", "owner_id", "title", "metadata", "updated_at")
+        .afirst()
+    )
+    items = [
+        data
+        async for data in AgentMessage.objects.filter(session__session_id=session_id)
+        .order_by("pk")
+        .values_list("data", flat=True)
+    ]
+    return row, items, await AgentSession.objects.acount(), await AgentMessage.objects.acount()
+
+
+# -- construction -------------------------------------------------------------------
+
+
+def test_owner_is_a_user_or_its_primary_key(alice: Any) -> None:
+    assert DjangoSession("s", owner=alice).owner_id == alice.pk
+    assert DjangoSession("s", owner=alice.pk).owner_id == alice.pk
+    assert DjangoSession("s", owner=str(alice.pk)).owner_id == alice.pk
+    assert DjangoSession("s").owner_id is None
+
+
+def test_anonymous_user_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="anonymous user"):
+        DjangoSession("s", owner=AnonymousUser())
+
+
+def test_unsaved_user_and_values_that_are_not_keys_are_refused(django_user_model: Any) -> None:
+    with pytest.raises(ValueError, match="unsaved"):
+        DjangoSession("s", owner=django_user_model(username="ghost"))
+    with pytest.raises(ValueError, match="not a valid primary key"):
+        DjangoSession("s", owner="alice")
+    with pytest.raises(TypeError, match="owner must be"):
+        DjangoSession("s", owner=True)
+    with pytest.raises(TypeError, match="owner must be"):
+        DjangoSession("s", owner=AgentSession(session_id="x"))
+
+
+def test_title_and_metadata_are_checked_at_construction() -> None:
+    with pytest.raises(ValueError, match="title"):
+        DjangoSession("s", title="x" * 256)
+    with pytest.raises(TypeError, match="title"):
+        DjangoSession("s", title=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="metadata must be a dict"):
+        DjangoSession("s", metadata=["agent"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="metadata"):
+        DjangoSession("s", metadata={"when": object()})
+
+
+def test_owner_title_and_metadata_are_keyword_only(alice: Any) -> None:
+    with pytest.raises(TypeError):
+        DjangoSession("s", alice)  # type: ignore[misc]
+
+
+# -- the owner's conversation ---------------------------------------------------------
+
+
+async def test_first_write_creates_the_row_with_owner_title_and_metadata(alice: Any) -> None:
+    session = DjangoSession("trip-7", owner=alice, title="Trip", metadata={"agent": "planner"})
+
+    await session.add_items([msg(1)])
+    await session.add_items([msg(2)])
+
+    row = await AgentSession.objects.aget(session_id="trip-7")
+    assert (row.owner_id, row.title, row.metadata) == (alice.pk, "Trip", {"agent": "planner"})
+    assert await session.get_items() == [msg(1), msg(2)]
+    assert await session.pop_item() == msg(2)
+    await session.clear_session()
+    assert not await AgentSession.objects.filter(session_id="trip-7").aexists()
+
+
+async def test_title_and_metadata_apply_only_when_the_row_is_created(alice: Any) -> None:
+    await DjangoSession("s", owner=alice, title="First").add_items([msg(1)])
+
+    await DjangoSession("s", owner=alice, title="Second", metadata={"x": 1}).add_items([msg(2)])
+
+    row = await AgentSession.objects.aget(session_id="s")
+    assert (row.title, row.metadata) == ("First", {})
+
+
+# -- another owner's conversation -------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored_owner", ["bob", "nobody"])
+async def test_every_method_on_a_conversation_owned_by_someone_else_is_refused_unchanged(
+    alice: Any, bob: Any, stored_owner: str
+) -> None:
+    owner = bob if stored_owner == "bob" else None
+    await DjangoSession("shared-id", owner=owner).add_items([msg(1), msg(2)])
+    before = await snapshot("shared-id")
+    intruder = DjangoSession("shared-id", owner=alice)
+
+    calls = {
+        "get_items": intruder.get_items,
+        "get_items(limit=1)": lambda: intruder.get_items(limit=1),
+        "get_items(limit=0)": lambda: intruder.get_items(limit=0),
+        "add_items": lambda: intruder.add_items([msg(3)]),
+        "pop_item": intruder.pop_item,
+        "clear_session": intruder.clear_session,
+        "aget_details": intruder.aget_details,
+        "aupdate_details": lambda: intruder.aupdate_details(title="mine"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(PermissionDenied):
+            await call()
+        assert await snapshot("shared-id") == before, name
+
+
+async def test_a_session_without_owner_still_reads_every_conversation(alice: Any) -> None:
+    await DjangoSession("s", owner=alice).add_items([msg(1)])
+
+    assert await DjangoSession("s").get_items() == [msg(1)]
+
+
+async def test_concurrent_first_writes_by_two_owners_make_one_row_and_refuse_the_other(
+    alice: Any, bob: Any
+) -> None:
+    for round_ in range(6):
+        session_id = f"race-{round_}"
+
+        async def write(owner: Any, n: int, session_id: str = session_id) -> str:
+            try:
+                await DjangoSession(session_id, owner=owner).add_items([msg(n)])
+            except PermissionDenied:
+                return "refused"
+            return "written"
+
+        results = await in_requests(lambda: write(alice, 1), lambda: write(bob, 2))
+
+        assert sorted(results) == ["refused", "written"]
+        winner = alice if results[0] == "written" else bob
+        row = await AgentSession.objects.aget(session_id=session_id)
+        assert row.owner_id == winner.pk
+        stored = [m async for m in row.messages.values_list("data", flat=True)]
+        assert stored == [msg(1 if winner is alice else 2)]  # nothing merged into it
+
+
+async def test_deleting_a_user_deletes_their_conversations_and_messages(
+    alice: Any, bob: Any
+) -> None:
+    await DjangoSession("a1", owner=alice).add_items([msg(1), msg(2)])
+    await DjangoSession("a2", owner=alice).add_items([msg(3)])
+    await DjangoSession("b1", owner=bob).add_items([msg(4)])
+
+    await alice.adelete()
+
+    assert [s async for s in AgentSession.objects.values_list("session_id", flat=True)] == ["b1"]
+    assert await AgentMessage.objects.acount() == 1
+
+
+# -- the automatic title -----------------------------------------------------------------
+
+
+async def test_without_a_title_the_first_user_message_names_the_conversation() -> None:
+    session = DjangoSession("auto")
+
+    await session.add_items(
+        [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "  Plan a trip to Lisbon\nin May, for two  "},
+        ]
+    )
+    await session.add_items([{"role": "user", "content": "And Porto?"}])
+
+    assert (await AgentSession.objects.aget(session_id="auto")).title == "Plan a trip to Lisbon"
+
+
+async def test_auto_title_reads_input_text_parts_and_waits_for_a_user_message() -> None:
+    session = DjangoSession("parts")
+    await session.add_items([{"role": "assistant", "content": "Hello! How can I help?"}])
+    assert (await AgentSession.objects.aget(session_id="parts")).title == ""
+
+    await session.add_items(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_image", "image_url": "https://example.com/a.png"},
+                    {"type": "input_text", "text": "What is " + "very " * 40 + "this?"},
+                ],
+            }
+        ]
+    )
+
+    title = (await AgentSession.objects.aget(session_id="parts")).title
+    assert title.startswith("What is very very")
+    assert len(title) <= 80 and title.endswith("…")
+
+
+async def test_a_given_title_is_kept_and_not_replaced_by_the_first_message() -> None:
+    await DjangoSession("named", title="Mine").add_items([msg(1)])
+
+    assert (await AgentSession.objects.aget(session_id="named")).title == "Mine"
+
+
+# -- details ------------------------------------------------------------------------------
+
+
+async def test_aget_details_reads_the_row_and_none_before_the_first_write(alice: Any) -> None:
+    session = DjangoSession("d", owner=alice, metadata={"agent": "planner"})
+    assert await session.aget_details() is None
+
+    await session.add_items([msg(1)])
+    details = await session.aget_details()
+
+    assert isinstance(details, SessionDetails)
+    assert (details.session_id, details.owner_id, details.title) == ("d", alice.pk, "message 1")
+    assert details.metadata == {"agent": "planner"}
+    assert details.created_at <= details.updated_at
+
+
+async def test_aupdate_details_changes_title_and_metadata_not_the_last_activity(
+    alice: Any,
+) -> None:
+    session = DjangoSession("d", owner=alice)
+    await session.add_items([msg(1)])
+    before = await session.aget_details()
+    assert before is not None
+
+    after = await session.aupdate_details(title="Renamed", metadata={"pinned": True})
+    only_title = await session.aupdate_details(title="Again")
+
+    assert (after.title, after.metadata) == ("Renamed", {"pinned": True})
+    assert (only_title.title, only_title.metadata) == ("Again", {"pinned": True})
+    assert only_title.updated_at == before.updated_at
+    assert await session.get_items() == [msg(1)]
+
+
+async def test_aupdate_details_creates_the_owned_row_before_any_message(alice: Any) -> None:
+    session = DjangoSession("new", owner=alice)
+
+    details = await session.aupdate_details(title="Draft")
+
+    assert (details.owner_id, details.title) == (alice.pk, "Draft")
+    assert await session.get_items() == []
+
+
+async def test_aupdate_details_checks_its_arguments_before_writing() -> None:
+    session = DjangoSession("d")
+    with pytest.raises(TypeError, match="metadata must be a dict"):
+        await session.aupdate_details(metadata="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="title"):
+        await session.aupdate_details(title="x" * 256)
+    assert not await AgentSession.objects.aexists()
+
+
+# -- listing a user's conversations --------------------------------------------------------
+
+
+async def test_conversations_lists_one_owners_sessions_newest_first_counted_in_one_query(
+    alice: Any, bob: Any
+) -> None:
+    await DjangoSession("old", owner=alice).add_items([msg(1), msg(2), msg(3)])
+    await DjangoSession("empty", owner=alice).aupdate_details(title="Nothing yet")
+    await DjangoSession("theirs", owner=bob).add_items([msg(4)])
+    await DjangoSession("new", owner=alice).add_items([msg(5)])
+    await DjangoSession("old", owner=alice).add_items([msg(6)])  # the newest activity now
+
+    def listing() -> list[tuple[str, str, int]]:
+        with CaptureQueriesContext(connection) as queries:
+            rows = [
+                (s.session_id, s.title, s.message_count)
+                for s in AgentSession.objects.conversations(alice)
+            ]
+        assert len(queries) == 1
+        return rows
+
+    assert await sync_to_async(listing)() == [
+        ("old", "message 1", 4),
+        ("new", "message 5", 1),
+        ("empty", "Nothing yet", 0),
+    ]
+    by_key = [s.session_id async for s in AgentSession.objects.conversations(bob.pk)]
+    assert by_key == ["theirs"]
+
+
+def test_conversations_of_an_anonymous_user_is_refused() -> None:
+    with pytest.raises(ValueError, match="anonymous user"):
+        AgentSession.objects.conversations(AnonymousUser())
+
+
+# -- tables without the new columns -------------------------------------------------------
+
+
+def test_owner_title_metadata_with_custom_tables_are_refused_saying_what_to_do(
+    alice: Any,
+) -> None:
+    for kwargs in ({"owner": alice}, {"title": "t"}, {"metadata": {}}):
+        with pytest.raises(ValueError, match="sessions_table=") as refused:
+            DjangoSession("s", sessions_table="old_threads", messages_table="old_items", **kwargs)
+        assert "OPENAI_DJANGO_SESSIONS" in str(refused.value)
+
+
+async def test_custom_tables_without_owner_keep_working(alice: Any) -> None:
+    session = DjangoSession(
+        "s", sessions_table="own_threads", messages_table="own_items", create_tables=True
+    )
+    await session.add_items([msg(1), msg(2)])
+    assert await session.pop_item() == msg(2)
+    assert await session.get_items() == [msg(1)]
+    await session.clear_session()
+    assert await session.get_items() == []
+    with pytest.raises(ValueError, match="sessions_table="):
+        await session.aget_details()
