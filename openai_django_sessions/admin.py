@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import display, owners, routing, usage
-from .models import AgentMessage, AgentSession
+from .models import AgentMessage, AgentSession, session_id_contains
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,18 @@ class AgentSessionAdmin(admin.ModelAdmin):
     change_form_template = "admin/openai_django_sessions/agentsession/change_form.html"
     conversation_per_page = 50
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AgentSession], search_term: str
+    ) -> tuple[QuerySet[AgentSession], bool]:
+        """Sessions whose id contains the search text, ignoring letter case only
+        (the same on every database), or whose title or owner match it as
+        Django's admin search matches them."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            results = results | queryset.filter(session_id_contains(term))
+        return results, may_have_duplicates
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return SessionChangeList
 
@@ -202,8 +214,10 @@ class AgentSessionAdmin(admin.ModelAdmin):
         return super().changelist_view(request, context)
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
-        # The owner by the name users sign in with, whatever the user model.
-        return ("session_id", "title", f"owner__{owners.username_field()}")
+        # The owner by the name users sign in with, whatever the user model. The
+        # id is searched by get_search_results: icontains follows the column's
+        # collation on MySQL/MariaDB, which is binary.
+        return ("title", f"owner__{owners.username_field()}")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
         # One query for the whole changelist page: counts, usage totals and owners.

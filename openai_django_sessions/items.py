@@ -1,4 +1,21 @@
-"""Checking conversation items before they are written."""
+"""Checking what ``DjangoSession`` and ``import`` are asked to store, before anything is written.
+
+Every check here is the same on every database, so an item (or a session id)
+is accepted everywhere or refused everywhere, with a ``TypeError`` or
+``ValueError`` that names it. The limits:
+
+- ``MAX_DEPTH``: objects and arrays nested at most 30 levels deep, counting
+  the item itself. MariaDB's ``JSON`` columns refuse 32 levels; Python's own
+  JSON encoder fails with ``RecursionError`` near 1,000.
+- ``MAX_ITEM_BYTES``: at most 7 MiB per item, measured as compact UTF-8 JSON,
+  which is how items are sent. MariaDB refuses a statement larger than its
+  ``max_allowed_packet`` (16 MiB by default), and its driver may double a JSON
+  text while escaping quotes and backslashes: 7 MiB leaves room for that and
+  for the rest of the statement. Inserts are batched to stay within it too.
+- Dict keys must be ``str`` (JSON would turn ``1`` into ``"1"`` and lose a
+  value when both exist); strings must be valid Unicode (no lone surrogates);
+  NaN and infinity are refused.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +24,145 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+MAX_DEPTH = 30
+MAX_ITEM_BYTES = 7 * 2**20
+# The JSON of one INSERT's items, at most, counting each row's other columns
+# and punctuation as _ROW_OVERHEAD bytes; one larger item goes alone.
+MAX_BATCH_BYTES = MAX_ITEM_BYTES
+_ROW_OVERHEAD = 128
+MAX_SESSION_ID_LENGTH = 255
+
 # json.dumps writes U+0000 as \u0000; an even run of backslashes before it
 # (possibly none) means the escape is real, not an escaped backslash.
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def check_items(items: object, *, vendor: str) -> list[dict[str, Any]]:
+class ItemEncoder(json.JSONEncoder):
+    """The encoder of the ``data`` column: compact, non-ASCII text as is.
+
+    ``\\uXXXX`` escapes would triple the size of non-ASCII text on its way to
+    the database (and past MariaDB's packet limit).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(ensure_ascii=False, separators=(",", ":"))
+        super().__init__(**kwargs)
+
+
+def encode(value: object) -> str:
+    """``value`` as ``ItemEncoder`` writes it (raises as ``json.dumps`` does)."""
+    return json.dumps(value, cls=ItemEncoder, allow_nan=False)
+
+
+class CheckedItems(list[dict[str, Any]]):
+    """Items that passed ``check_items``.
+
+    ``batch_size`` is how many of them one INSERT may carry so that its JSON
+    stays within ``MAX_BATCH_BYTES``.
+    """
+
+    batch_size: int = 1
+
+    def subset(self, items: list[dict[str, Any]]) -> CheckedItems:
+        """Some of these items, with the same ``batch_size`` (it holds for fewer too)."""
+        kept = CheckedItems(items)
+        kept.batch_size = self.batch_size
+        return kept
+
+
+def check_items(items: object, *, vendor: str) -> CheckedItems:
     """Return ``items`` as a list after checking that every one can be stored exactly.
 
     Raises ``TypeError`` unless ``items`` is a list (or tuple) of dicts, and
     ``TypeError``/``ValueError`` naming the item when one is not JSON (sets,
-    objects, NaN or infinity). On PostgreSQL, whose ``jsonb`` cannot hold the
+    objects, non-string keys, NaN or infinity), is nested deeper than
+    ``MAX_DEPTH``, contains a lone surrogate or is larger than
+    ``MAX_ITEM_BYTES``. On PostgreSQL, whose ``jsonb`` cannot hold the
     character U+0000, an item containing it raises ``ValueError``.
     """
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise TypeError(f"items must be a list of dicts, not {type(items).__name__}")
+    checked = CheckedItems()
+    largest = 0
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise TypeError(f"items[{index}] must be a dict, not {type(item).__name__}")
-        try:
-            text = json.dumps(item, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"items[{index}] cannot be stored as JSON: {exc}") from exc
-        if vendor == "postgresql" and "\\u0000" in text and _NUL_ESCAPE.search(text):
+        size = _check_item(f"items[{index}]", item, vendor=vendor)
+        largest = max(largest, size)
+        checked.append(item)
+    checked.batch_size = max(1, MAX_BATCH_BYTES // (largest + _ROW_OVERHEAD))
+    return checked
+
+
+def _check_item(name: str, item: dict[str, Any], *, vendor: str) -> int:
+    """Check one item; return the size of its JSON in bytes."""
+    _check_structure(name, item)
+    try:
+        text = encode(item)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} cannot be stored as JSON: {exc}") from exc
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} contains a lone surrogate ({text[exc.start]!r}), which is not "
+            "valid Unicode and cannot be stored"
+        ) from None
+    if size > MAX_ITEM_BYTES:
+        raise ValueError(
+            f"{name} is {size:,} bytes as JSON, more than the {MAX_ITEM_BYTES:,} an item may be"
+        )
+    if vendor == "postgresql" and "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise ValueError(
+            f"{name} contains the character U+0000, which PostgreSQL's jsonb "
+            "cannot store; remove it (for example str.replace('\\x00', '')) before adding"
+        )
+    return size
+
+
+def _check_structure(name: str, item: dict[str, Any]) -> None:
+    # Iterative, so that an item nested thousands of levels deep gets this
+    # error and not a RecursionError.
+    pending: list[tuple[object, int]] = [(item, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+            for key in value:
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"{name} has a dict key that is not a str: {key!r:.40}; "
+                        "JSON keys are strings"
+                    )
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
             raise ValueError(
-                f"items[{index}] contains the character U+0000, which PostgreSQL's jsonb "
-                "cannot store; remove it (for example str.replace('\\x00', '')) before adding"
+                f"{name} is nested more than {MAX_DEPTH} levels deep (objects and arrays)"
             )
-    return list(items)
+        pending.extend((child, depth + 1) for child in children)
+
+
+def check_session_id(value: object) -> str:
+    """Return ``value`` if it can be a session id, else raise ``ValueError``.
+
+    A non-empty ``str`` of at most 255 characters, valid Unicode (no lone
+    surrogates), without the character U+0000 (which PostgreSQL cannot store
+    in text).
+    """
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_SESSION_ID_LENGTH:
+        raise ValueError(
+            f"session_id must be a non-empty str of at most {MAX_SESSION_ID_LENGTH} "
+            f"characters, got {value!r:.80}"
+        )
+    if "\x00" in value:
+        raise ValueError(f"session_id must not contain the character U+0000, got {value!r:.80}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"session_id contains a lone surrogate, which is not valid Unicode: {value!r:.80}"
+        ) from None
+    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import owners, transactions
-from .models import AgentMessage, AgentSession
+from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -68,9 +68,9 @@ def sessions(
     ``message_count`` and its usage totals (``usage_total_tokens``...).
 
     ``inactive_for`` keeps those whose last activity is older than that;
-    ``search`` those whose id contains the text (case-insensitive); ``owner``
-    those of the user with that ``USERNAME_FIELD`` value. Owners are selected
-    with the sessions.
+    ``search`` those whose id contains the text (see ``models.session_id_contains``);
+    ``owner`` those of the user with that ``USERNAME_FIELD`` value. Owners are
+    selected with the sessions.
     """
     queryset = AgentSession.objects.using(using).select_related("owner").with_counts()
     if owner is not None:
@@ -78,7 +78,7 @@ def sessions(
     if inactive_for is not None:
         queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
     if search:
-        queryset = queryset.filter(session_id__icontains=search)
+        queryset = queryset.filter(session_id_contains(search))
     ordered = queryset.order_by("-updated_at", "-pk")
     return cast("QuerySet[WithAnnotations[AgentSession, MessageCount]]", ordered)
 
@@ -89,15 +89,27 @@ def sessions_of(
     inactive_for: timedelta | None = None,
     search: str | None = None,
     owner: str | None = None,
-) -> Iterator[WithAnnotations[AgentSession, MessageCount]]:
-    """``sessions`` of every alias in ``aliases`` (every shard), merged in the same order."""
+) -> Generator[WithAnnotations[AgentSession, MessageCount]]:
+    """``sessions`` of every alias in ``aliases`` (every shard), merged in the same order.
+
+    Closing the generator closes every alias's cursor at once, not when
+    garbage collection gets to them (possibly after their connection closed).
+    """
     per_alias = [
-        sessions(alias, inactive_for=inactive_for, search=search, owner=owner).iterator()
+        cast(
+            "Generator[WithAnnotations[AgentSession, MessageCount]]",  # the stubs say Iterator
+            sessions(alias, inactive_for=inactive_for, search=search, owner=owner).iterator(),
+        )
         for alias in aliases
     ]
-    if len(per_alias) == 1:
-        return per_alias[0]
-    return heapq.merge(*per_alias, key=lambda s: (s.updated_at, s.pk), reverse=True)
+    try:
+        if len(per_alias) == 1:
+            yield from per_alias[0]
+        else:
+            yield from heapq.merge(*per_alias, key=lambda s: (s.updated_at, s.pk), reverse=True)
+    finally:
+        for rows in per_alias:
+            rows.close()
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,51 @@ from typing import Any, Self
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Coalesce
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
+from django.db.models.functions import Coalesce, Lower
 
 from . import conf, usage
+from .items import ItemEncoder
+
+
+class SessionIdField(models.CharField):
+    """A ``CharField`` whose values compare exactly (byte for byte) on every database.
+
+    SQLite and PostgreSQL (with a deterministic collation, the default) already
+    compare exactly. MySQL/MariaDB compare with the column's collation, which
+    for a database created ``CHARACTER SET utf8mb4`` ignores case, accents and
+    trailing spaces: two users' ids would share one conversation. This field
+    gives its column a binary collation without pad space:
+    ``utf8mb4_nopad_bin`` on MariaDB, ``utf8mb4_0900_bin`` on MySQL 8.
+    """
+
+    def db_parameters(self, connection: BaseDatabaseWrapper) -> dict[str, Any]:
+        params = super().db_parameters(connection)
+        if connection.vendor == "mysql" and not self.db_collation:
+            mariadb = getattr(connection, "mysql_is_mariadb", False)
+            params["collation"] = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+        return params
+
+
+# ``session_id__lower__contains``: the search of the admin and of ``agent_sessions
+# list``, the same on every database (``icontains`` follows the column's
+# collation on MySQL/MariaDB, which is now binary).
+SessionIdField.register_lookup(Lower)
+
+
+def session_id_contains(text: str) -> Q:
+    """Sessions whose id contains ``text``, ignoring letter case only.
+
+    Accents and spaces count. Letter case is folded by the database's
+    ``LOWER()``: every letter on PostgreSQL and MySQL/MariaDB, ASCII letters
+    on SQLite.
+    """
+    return Q(session_id__lower__contains=text.lower())
 
 
 class AbstractAgentSession(models.Model):
-    session_id = models.CharField(max_length=255, unique=True)
+    session_id = SessionIdField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -30,7 +68,7 @@ class AbstractAgentSession(models.Model):
 
 
 class AbstractAgentMessage(models.Model):
-    data = models.JSONField()
+    data = models.JSONField(encoder=ItemEncoder)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

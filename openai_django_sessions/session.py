@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from agents.items import TResponseInputItem
 from agents.memory.session import SessionABC
@@ -18,59 +17,48 @@ from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
 from . import compaction, details, routing, signals, storage, tables, transactions, usage
-from .items import check_items
+from .completion import run_to_completion
+from .items import check_items, check_session_id
 from .models import AgentSession, AgentUsage
 from .owners import owner_key
 
 if TYPE_CHECKING:
     from agents.run_context import RunContextWrapper
 
-T = TypeVar("T")
-
-
-async def _finish[T](awaitable: Awaitable[T]) -> T:
-    """Await a write to its end even if the caller is cancelled meanwhile.
-
-    The write runs in a worker thread that cancellation cannot stop; waiting for
-    it means that once ``CancelledError`` reaches the caller, the write has
-    committed or rolled back, never still in flight.
-    """
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as lost
-        raise asyncio.CancelledError
-    return task.result()
-
-
-def _check_session_id(session_id: object) -> str:
-    if not isinstance(session_id, str) or not session_id or len(session_id) > 255:
-        raise ValueError(
-            f"session_id must be a non-empty str of at most 255 characters, got {session_id!r:.80}"
-        )
-    return session_id
-
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
     if value is None:
         return SessionSettings()
-    if isinstance(value, SessionSettings):
-        return value
     if isinstance(value, dict):
         # SessionSettings ignores unknown keys: a typo would silently drop a limit.
         unknown = set(value) - {field.name for field in dataclasses.fields(SessionSettings)}
         if unknown:
             raise TypeError(f"session_settings has unknown keys: {', '.join(sorted(unknown))}")
-        return SessionSettings(**value)
-    raise TypeError(
-        f"session_settings must be a SessionSettings, a dict or None, not {type(value).__name__}"
-    )
+        if isinstance(value.get("limit"), bool):  # SessionSettings would make True 1
+            raise TypeError("session_settings limit must be an int or None, not bool")
+        value = SessionSettings(**value)
+    if not isinstance(value, SessionSettings):
+        raise TypeError(
+            "session_settings must be a SessionSettings, a dict or None, "
+            f"not {type(value).__name__}"
+        )
+    _check_limit(value.limit, "session_settings limit")
+    return value
+
+
+# The largest LIMIT every backend accepts; a larger limit means every item anyway.
+_MAX_LIMIT = 2**63 - 1
+
+
+def _check_limit(limit: object, what: str) -> int | None:
+    """``limit`` if it is ``None`` or a count (``True`` is not one), at most ``_MAX_LIMIT``."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"{what} must be an int or None, not {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError(f"{what} must not be negative, got {limit}")
+    return min(limit, _MAX_LIMIT)
 
 
 def _fingerprint(item: Any) -> str:
@@ -133,7 +121,7 @@ class DjangoSession(SessionABC):
         metadata: dict[str, Any] | None = None,
         skip_duplicate_items: bool = False,
     ) -> None:
-        self.session_id = _check_session_id(session_id)
+        self.session_id = check_session_id(session_id)
         self.session_settings = _coerce_settings(session_settings)
         if using is not None and using not in connections:
             raise ValueError(f"using={using!r} is not a database alias in DATABASES")
@@ -175,12 +163,10 @@ class DjangoSession(SessionABC):
         ``limit=None`` falls back to ``session_settings.limit``; if that is ``None``
         too, every item is returned, else the ``limit`` most recent ones (in
         chronological order). Items come back in the order they were added.
+        ``limit`` must be a non-negative ``int`` (not a ``bool``); one beyond
+        ``2**63 - 1`` is read as that, which is every item.
         """
-        limit = resolve_session_limit(limit, self.session_settings)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must not be negative, got {limit}")
+        limit = _check_limit(resolve_session_limit(limit, self.session_settings), "limit")
         usage.observe(usage.resolve(wrapper), self._usage_key)
         return await sync_to_async(self._get_items)(limit)
 
@@ -201,7 +187,7 @@ class DjangoSession(SessionABC):
             return
         wrapper = usage.resolve(wrapper)
         recording = usage.pending(wrapper, self._usage_key)
-        if await _finish(sync_to_async(self._add_items)(items, recording)) and recording:
+        if await run_to_completion(partial(self._add_items, items, recording)) and recording:
             usage.recorded(wrapper, self._usage_key, recording)
 
     async def pop_item(
@@ -211,11 +197,11 @@ class DjangoSession(SessionABC):
 
         Concurrent callers on one session each get a different item.
         """
-        return await _finish(sync_to_async(self._pop_item)())
+        return await run_to_completion(self._pop_item)
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of this session and its session row."""
-        await _finish(sync_to_async(self._clear_session)())
+        await run_to_completion(self._clear_session)
 
     # -- the conversation's details ---------------------------------------------
 
@@ -244,7 +230,7 @@ class DjangoSession(SessionABC):
             changes["title"] = details.check_title(title)
         if metadata is not None:
             changes["metadata"] = details.check_metadata(metadata)
-        return await _finish(sync_to_async(self._update_details)(changes))
+        return await run_to_completion(partial(self._update_details, changes))
 
     def _require_details(self) -> None:
         if self.session_model is not AgentSession:
@@ -319,7 +305,7 @@ class DjangoSession(SessionABC):
         session does not exist, or for a negative ``keep`` (``TypeError`` if it
         is not an int); nothing is written then.
         """
-        _check_session_id(new_session_id)
+        check_session_id(new_session_id)
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
             raise TypeError(f"keep must be an int or None, not {type(keep).__name__}")
         if keep is not None and keep < 0:
@@ -334,7 +320,7 @@ class DjangoSession(SessionABC):
             skip_duplicate_items=self.skip_duplicate_items,
             owner=self.owner_id,
         )
-        await _finish(sync_to_async(self._fork)(fork, keep))
+        await run_to_completion(partial(self._fork, fork, keep))
         return fork
 
     # -- the SDK's compaction hooks (see ``compaction``) -----------------------
@@ -380,8 +366,8 @@ class DjangoSession(SessionABC):
         """
         wrapper = usage.resolve(None)
         recording = usage.pending(wrapper, self._usage_key)
-        replaced, recorded = await _finish(
-            sync_to_async(self._replace_rows)(expected, output, prune_prefix, batch, recording)
+        replaced, recorded = await run_to_completion(
+            partial(self._replace_rows, expected, output, prune_prefix, batch, recording)
         )
         if recorded and recording:
             usage.recorded(wrapper, self._usage_key, recording)
@@ -427,7 +413,8 @@ class DjangoSession(SessionABC):
                 for print_, item in zip(fingerprints, checked, strict=True)
                 if not self._stored[print_]
             ]
-            fingerprints, checked = [p for p, _ in kept], [i for _, i in kept]
+            fingerprints = [p for p, _ in kept]
+            checked = checked.subset([i for _, i in kept])
         if not checked:
             return False
 
@@ -443,6 +430,7 @@ class DjangoSession(SessionABC):
                 session_pk=session_pk,
                 rows=[{"data": item} for item in checked],
                 usage=_usage_values(recording),
+                batch_size=checked.batch_size,
             )
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
@@ -639,7 +627,7 @@ class DjangoSession(SessionABC):
                 using=alias,
                 **kwargs,
             )
-            transaction.on_commit(send, using=alias)
+            transactions.on_commit(alias, send)
 
 
 def _details(row: dict[str, Any]) -> details.SessionDetails:

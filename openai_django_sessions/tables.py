@@ -8,10 +8,16 @@ built from the same abstract bases, registered in a private registry so that
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
+
+try:
+    import fcntl
+except ImportError:  # Windows: processes are not serialized on SQLite
+    fcntl = None  # type: ignore[assignment]
 
 from django.apps.registry import Apps
 from django.db import DatabaseError, connections, models
@@ -122,14 +128,16 @@ def ensure_tables(alias: str, pair: ModelPair) -> None:
     The migrated models get this app's migrations applied (recorded, so a later
     ``migrate`` has nothing to do; tables that already exist are adopted as
     ``--fake-initial`` would). Other table names are created from their models.
-    Safe under concurrent first use: a creation that fails because another
-    thread or process got there first is accepted once the work is seen done;
-    any other error is raised.
+    Safe under concurrent first use: threads of a process queue on a lock,
+    processes on a lock of the database (``schema_lock``), and each looks
+    again at what is missing once it holds them. A creation that fails because
+    something else created the table meanwhile is accepted once the work is
+    seen done; any other error is raised.
     """
     key = (alias, pair[0]._meta.db_table, pair[1]._meta.db_table)
     if key in _created:
         return
-    with _lock:
+    with _lock, schema_lock(alias):
         if key in _created:
             return
         if pair == (AgentSession, AgentMessage):
@@ -138,6 +146,59 @@ def ensure_tables(alias: str, pair: ModelPair) -> None:
             for model in pair:
                 _create_table(alias, model)
         _created.add(key)
+
+
+# PostgreSQL advisory locks are per database: one key serves every project.
+_PG_LOCK_KEY = int.from_bytes(
+    hashlib.sha1(b"openai_django_sessions.create_tables").digest()[:8], "big", signed=True
+)
+_LOCK_WAIT_SECONDS = 300
+
+
+@contextlib.contextmanager
+def schema_lock(alias: str) -> Iterator[None]:
+    """Hold a lock that every process creating tables on ``alias``'s database takes.
+
+    PostgreSQL: an advisory lock; MySQL/MariaDB: ``GET_LOCK`` named after the
+    database; SQLite: ``flock`` on a file beside the database (none for an
+    in-memory one). Without it, processes starting at once on an empty
+    database each run the migrations and all but one fail midway.
+    """
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        acquire, release = "SELECT pg_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)"
+        params: list[int | str] = [_PG_LOCK_KEY]
+    elif connection.vendor == "mysql":
+        name = f"ods_create_tables.{connection.settings_dict['NAME']}"[:64]
+        acquire, release = "SELECT GET_LOCK(%s, %s)", "SELECT RELEASE_LOCK(%s)"
+        params = [name, _LOCK_WAIT_SECONDS]
+    else:
+        with _file_lock(str(connection.settings_dict["NAME"])):
+            yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(acquire, params)
+        # pg_advisory_lock waits as long as it takes; GET_LOCK gives 0 on timeout.
+        if connection.vendor == "mysql" and cursor.fetchone()[0] != 1:
+            raise DatabaseError(f"Timed out waiting for the table creation lock on {alias!r}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute(release, params[:1])
+
+
+@contextlib.contextmanager
+def _file_lock(database: str) -> Iterator[None]:
+    if fcntl is None or not database or ":memory:" in database or "mode=memory" in database:
+        yield
+        return
+    with open(f"{database}.create-tables.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _apply_migrations(alias: str) -> None:

@@ -29,6 +29,10 @@ POSTGRES_CONTENTION = {"40001", "40P01"}
 MYSQL_LOST = {2006, 2013, 2055, 1927, 4031}
 # PostgreSQL: connection exceptions and the server shutting the session down.
 POSTGRES_LOST = ("08", "57P")
+STRICT_LEVELS = {"REPEATABLE_READ", "SERIALIZABLE"}
+# Dropped connections replaced in one call before giving up: the pool is
+# checked after the first, so more means the server is still unreachable.
+MAX_RECONNECTS = 3
 
 
 def is_contention(exc: DatabaseError) -> bool:
@@ -60,9 +64,72 @@ def connection_lost(alias: str, exc: DatabaseError) -> bool:
 
 
 def discard_connection(alias: str) -> None:
-    """Close this thread's connection so that the next query opens a new one."""
+    """Close this thread's connection so that the next query opens a new one.
+
+    With Django's PostgreSQL pool, the pool's idle connections are checked too
+    (and the dead ones replaced): what dropped this one, a restart or an idle
+    timeout, has most likely dropped them as well, and the next call would
+    otherwise be handed one of them.
+    """
+    conn = connections[alias]
     with contextlib.suppress(DatabaseError):
-        connections[alias].close()
+        conn.close()
+    pool = getattr(conn, "pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):  # the server may still be coming back
+            pool.check()
+
+
+def _isolation_above_read_committed(alias: str) -> bool:
+    """Whether ``alias`` is a PostgreSQL connection set to REPEATABLE READ or SERIALIZABLE."""
+    conn = connections[alias]
+    if conn.vendor != "postgresql":
+        return False
+    level = getattr(conn, "isolation_level", None)
+    # psycopg 3's IsolationLevel has names; psycopg 2 uses 2 and 3 for these two.
+    return getattr(level, "name", None) in STRICT_LEVELS or (
+        isinstance(level, int) and not hasattr(level, "name") and level in (2, 3)
+    )
+
+
+def begin_write(alias: str) -> None:
+    """Start the transaction just opened on ``alias`` the way a write must start.
+
+    SQLite: take the write lock now (``BEGIN IMMEDIATE``), whatever the
+    configured transaction mode. A deferred transaction that reads first and
+    then writes is answered "database is locked" at once, without waiting,
+    when another process holds the lock; one that asks for the lock up front
+    waits for it. PostgreSQL: see ``read_committed``.
+    """
+    conn = connections[alias]
+    if conn.vendor == "sqlite":
+        mode = str(getattr(conn, "transaction_mode", None) or "").upper()
+        if mode in ("IMMEDIATE", "EXCLUSIVE"):
+            return  # Django began the transaction that way already
+        with conn.cursor() as cursor:
+            # Django opened it with a plain (deferred) BEGIN and nothing ran in
+            # it yet: end it and begin again, asking for the lock.
+            if conn.connection.in_transaction:
+                cursor.execute("COMMIT")
+            cursor.execute("BEGIN IMMEDIATE")
+    else:
+        read_committed(alias)
+
+
+def read_committed(alias: str) -> None:
+    """Run the transaction just opened on ``alias`` at READ COMMITTED (PostgreSQL only).
+
+    Every write starts by locking its session row, so writers to one session
+    take turns and each sees what the previous one committed. Under REPEATABLE
+    READ or SERIALIZABLE, PostgreSQL would instead abort each writer that
+    waited for the lock (its snapshot predates the row it waited for): with
+    dozens of writers, retries cannot keep up. The transactions this module
+    opens are self-contained, so they run at READ COMMITTED whatever the
+    connection's level; a transaction the caller opened keeps its own.
+    """
+    if _isolation_above_read_committed(alias):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 _sqlite_write_locks: dict[str, threading.Lock] = {}
@@ -86,6 +153,25 @@ def write_lock(alias: str) -> contextlib.AbstractContextManager[object]:
         return _sqlite_write_locks.setdefault(name, threading.Lock())
 
 
+_owned = threading.local()
+
+
+def on_commit(alias: str, callback: Callable[[], object]) -> None:
+    """Call ``callback`` once the current write on ``alias`` has committed.
+
+    In a transaction ``run`` opened, that is after the commit *and* after the
+    SQLite write lock is released: a callback (a signal receiver) may then
+    write through another session, and other writers of the process do not
+    wait for it. In a transaction the caller opened, it is Django's
+    ``transaction.on_commit``: when the caller's transaction commits.
+    """
+    pending: list[Callable[[], object]] | None = getattr(_owned, alias, None)
+    if pending is None:
+        transaction.on_commit(callback, using=alias)
+    else:
+        pending.append(callback)
+
+
 def backoff(attempt: int) -> None:
     # Jitter keeps writers that collided from colliding again in lockstep.
     time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.25)))
@@ -97,35 +183,52 @@ def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
     - Contention (SQLite "database is locked", InnoDB deadlocks and lock wait
       timeouts, PostgreSQL serialization failures) rolls the transaction back;
       it is retried with backoff, up to ``MAX_ATTEMPTS`` times.
-    - A dropped connection is closed and the work retried once on a new one,
-      unless the commit itself was under way: then whether it landed is unknown,
-      so the error is raised rather than risking a second write, and the
-      connection is still replaced for the next call.
+    - A dropped connection is closed and the work retried on a new one (with
+      Django's pool, after the pool's idle connections were checked, so the
+      next one is alive whatever the pool size), up to ``MAX_RECONNECTS``
+      times, unless the commit itself was under way: then whether it landed
+      is unknown, so the error is raised rather than risking a second write,
+      and the connection is still replaced for the next call.
+    - On SQLite the transaction takes the write lock up front; on PostgreSQL
+      under REPEATABLE READ or SERIALIZABLE it runs at READ COMMITTED (see
+      ``begin_write``).
     - Inside a transaction the caller opened, ``func`` runs in a savepoint and
       nothing is retried: the caller's transaction decides.
     """
     if connections[alias].in_atomic_block:
         with transaction.atomic(using=alias):
             return func()
-    reconnected = False
+    reconnects = 0
     attempt = 0
     while True:
         committing = False
+        callbacks: list[Callable[[], object]] = []
         try:
             if not atomic:
                 return func()
-            with write_lock(alias), transaction.atomic(using=alias):
-                result = func()
-                committing = True
-            return result
+            setattr(_owned, alias, callbacks)
+            try:
+                with write_lock(alias), transaction.atomic(using=alias):
+                    begin_write(alias)
+                    result = func()
+                    committing = True
+            finally:
+                delattr(_owned, alias)
         except DatabaseError as exc:
             attempt += 1
             if is_contention(exc) and attempt < MAX_ATTEMPTS:
                 backoff(attempt)
                 continue
-            if reconnected or not connection_lost(alias, exc):
+            if reconnects >= MAX_RECONNECTS or not connection_lost(alias, exc):
                 raise
             discard_connection(alias)
             if committing:
                 raise
-            reconnected = True
+            if reconnects:
+                backoff(reconnects)
+            reconnects += 1
+        else:
+            # Committed, and the write lock released: see ``on_commit``.
+            for callback in callbacks:
+                callback()
+            return result

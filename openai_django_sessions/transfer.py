@@ -39,7 +39,7 @@ from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
 from . import owners, routing, storage, transactions
-from .items import check_items
+from .items import MAX_DEPTH, check_items, check_session_id
 from .models import AgentMessage, AgentSession
 
 Existing = Literal["refuse", "replace", "skip"]
@@ -243,9 +243,17 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Entry]:
             continue
         where = f"line {number}"
         try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes, kept as surrogates by the reader
+            yield Entry(where, error="not valid UTF-8 text")
+            continue
+        try:
             value = json.loads(line, parse_constant=_reject_constant)
         except ValueError as exc:
             yield Entry(where, error=f"not valid JSON ({exc})")
+            continue
+        except RecursionError:
+            yield Entry(where, error=f"nested more than {MAX_DEPTH} levels deep")
             continue
         try:
             yield Entry(where, record=_record_from_json(value))
@@ -280,7 +288,7 @@ def read_sdk_sqlite(
             try:
                 record = SessionRecord(
                     values={
-                        "session_id": _session_id(session_id),
+                        "session_id": check_session_id(session_id),
                         "created_at": _timestamp(created_at, "created_at"),
                         "updated_at": _timestamp(updated_at, "updated_at"),
                     }
@@ -353,7 +361,7 @@ def _record_from_json(value: object) -> SessionRecord:
     if owner is not None and (not isinstance(owner, str) or not owner):
         raise ValueError(f"owner must be a non-empty string or null, got {owner!r:.80}")
     return SessionRecord(
-        values={**values, "session_id": _session_id(value["session_id"])},
+        values={**values, "session_id": check_session_id(value["session_id"])},
         items=[_item_from_json(index, item) for index, item in enumerate(items)],
         owner=owner,
     )
@@ -405,14 +413,6 @@ def _values_from_json(
     return values
 
 
-def _session_id(value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 255:
-        raise ValueError(
-            f"session_id must be a non-empty string of at most 255 characters, got {value!r:.80}"
-        )
-    return value
-
-
 def _timestamp(value: object, what: str) -> datetime:
     if value is None:
         return timezone.now()
@@ -424,7 +424,13 @@ def _timestamp(value: object, what: str) -> datetime:
         raise ValueError(f"{what} is not an ISO 8601 timestamp: {value!r:.80}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed if settings.USE_TZ else timezone.make_naive(parsed)
+    try:  # stored in UTC: near year 1 or 9999 an offset can push it out of range
+        parsed.astimezone(UTC)
+        return parsed if settings.USE_TZ else timezone.make_naive(parsed)
+    except OverflowError:
+        raise ValueError(
+            f"{what} is out of the range a database can store: {value!r:.80}"
+        ) from None
 
 
 def _reject_constant(name: str) -> None:
@@ -536,6 +542,11 @@ def import_sessions(
                 ),
             )
         except IntegrityError as exc:
+            if record.session_id in present or not _present_now(alias, record.session_id):
+                raise TransferError(
+                    f"Database {alias!r} refused session {record.session_id!r} ({exc}); "
+                    f"{result.sessions} session(s) were imported before it, none of it."
+                ) from exc
             raise TransferError(
                 f"Session {record.session_id!r} was created in database {alias!r} while the "
                 f"import ran; {result.sessions} session(s) were imported before it, "
@@ -556,14 +567,27 @@ def _write(
     using: str, record: SessionRecord, replace: bool, batch_size: int, owner_key: Any
 ) -> bool:
     """Insert one session and its items, owned by ``owner_key``; True if it replaced one."""
-    check_items([item.data for item in record.items], vendor=connections[using].vendor)
+    checked = check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
-    replaced = bool(replace and store.delete_session(session_id=record.session_id))
+    # Lock the stored row first (as clear_session and prune do): a writer adding
+    # to the session meanwhile waits for the import instead of adding a message
+    # between the deletion of its messages and of its row.
+    replaced = bool(
+        replace
+        and store.lock_session(session_id=record.session_id)
+        and store.delete_session(session_id=record.session_id)
+    )
     session_pk = store.insert_session(values={**record.values, "owner_id": owner_key})
     store.insert_messages(
-        session_pk=session_pk, rows=[item.values for item in record.items], batch_size=batch_size
+        session_pk=session_pk,
+        rows=[item.values for item in record.items],
+        batch_size=min(batch_size, checked.batch_size),
     )
     return replaced
+
+
+def _present_now(using: str, session_id: str) -> bool:
+    return AgentSession.objects.using(using).filter(session_id=session_id).exists()
 
 
 def _owner_keys(using: str, usernames: list[str], chunk: int = 500) -> dict[str, Any]:

@@ -326,6 +326,22 @@ def test_changelist_shows_owner_and_title_and_filters_and_searches_by_owner(
     assert [s.session_id for s in searched.context["cl"].result_list] == ["b1"]
 
 
+def test_changelist_search_finds_titles_and_ids_together_with_counts(
+    admin_client: Client,
+) -> None:
+    make_session("trip-a1", 2)
+    titled = make_session("x9", 3)
+    AgentSession.objects.filter(pk=titled.pk).update(title="Lisbon TRIP")
+    make_session("taxes")
+
+    by_title_or_id = admin_client.get(CHANGELIST, {"q": "Trip"})
+    by_title = admin_client.get(CHANGELIST, {"q": "lisbon"})
+
+    found = {s.session_id: s.message_count for s in by_title_or_id.context["cl"].result_list}
+    assert found == {"trip-a1": 2, "x9": 3}
+    assert [s.session_id for s in by_title.context["cl"].result_list] == ["x9"]
+
+
 def test_messages_have_no_admin_pages(admin_client: Client) -> None:
     assert admin_client.get("/admin/openai_django_sessions/agentmessage/").status_code == 404
 

@@ -5,7 +5,9 @@ The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -161,7 +163,10 @@ class Command(BaseCommand):
             if alias not in connections:
                 raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
         handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
-        handler(aliases, **options)
+        try:
+            handler(aliases, **options)
+        except BrokenPipeError:
+            _exit_on_closed_pipe()
 
     # -- subcommands ---------------------------------------------------------------
 
@@ -183,6 +188,11 @@ class Command(BaseCommand):
         rows = maintenance.sessions_of(
             aliases, inactive_for=inactive_for, search=search, owner=owner
         )
+        # Closed here, while the connections are open, even if writing fails midway.
+        with contextlib.closing(rows):
+            self._list(rows, as_json=as_json)
+
+    def _list(self, rows: Iterator[Any], *, as_json: bool) -> None:
         if as_json:
             self._write_json_array(
                 {
@@ -319,10 +329,17 @@ class Command(BaseCommand):
             path = "standard input" if file == "-" else file
             if file == "-":
                 # Read twice (check, then write), so standard input is kept aside first.
+                # Undecodable bytes become surrogates, reported with their line number.
                 spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                    max_size=16 * 2**20, mode="w+", encoding="utf-8"
+                    max_size=16 * 2**20, mode="w+", encoding="utf-8", errors="surrogateescape"
                 )
-                spooled.writelines(sys.stdin)
+                binary = getattr(sys.stdin, "buffer", None)
+                if binary is None:  # already text (a test's StringIO)
+                    spooled.writelines(sys.stdin)
+                else:
+                    stdin = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape")
+                    spooled.writelines(stdin)
+                    stdin.detach()  # leave sys.stdin open
 
             def read() -> Iterable[transfer.Entry]:
                 return transfer.read_jsonl(_lines(file, spooled))
@@ -478,12 +495,29 @@ class _replacing:
             os.unlink(self.temp.name)
 
 
+# What a shell reports for a command that SIGPIPE ended (128 + 13).
+CLOSED_PIPE_STATUS = 141
+
+
+def _exit_on_closed_pipe() -> None:
+    """Stop quietly, as Unix tools do, when the reader of our output went away.
+
+    ``export | head`` closes the pipe early: that is not an error to report.
+    Later writes (Python flushes standard output on exit) go to ``/dev/null``
+    so that no second ``BrokenPipeError`` is printed.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(CLOSED_PIPE_STATUS)
+
+
 def _lines(file: str, spooled: IO[str] | None) -> Iterator[str]:
     if spooled is not None:
         spooled.seek(0)
         yield from spooled
         return
-    with open(file, encoding="utf-8") as stream:
+    with open(file, encoding="utf-8", errors="surrogateescape") as stream:
         yield from stream
 
 

@@ -1,0 +1,73 @@
+"""Running a write in a worker thread to its end, whatever cancellation the caller gets."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+
+T = TypeVar("T")
+
+
+class _Start:
+    """Whether the work began in its thread, or was given up before it could."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = False
+        self.abandoned = False
+
+
+async def run_to_completion[T](func: Callable[[], T]) -> T:
+    """Run ``func`` through ``sync_to_async`` and wait for it to finish, even if cancelled.
+
+    Once ``CancelledError`` reaches the caller, ``func`` has returned or
+    raised (its transaction committed or rolled back), never still running.
+    The wait is on the thread's own result, not only on the task that
+    ``sync_to_async`` runs in: shutdown code that cancels every task
+    (``for t in asyncio.all_tasks(): t.cancel()``) cancels that task too, but
+    not the thread. If the work was cancelled before it began, it never runs
+    and ``CancelledError`` is raised at once.
+    """
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+    start = _Start()
+
+    def work() -> None:
+        with start.lock:
+            if start.abandoned:
+                return
+            start.started = True
+        try:
+            result.set_result(func())
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result.set_exception(exc)
+
+    helper = asyncio.ensure_future(sync_to_async(work)())
+    finished = asyncio.wrap_future(result)
+    cancelled = False
+    while not result.done():
+        waiting: set[asyncio.Future[Any]] = {finished}
+        if helper.done():
+            with start.lock:
+                never_ran = not start.started
+                start.abandoned = never_ran
+            if never_ran:
+                if not helper.cancelled() and helper.exception() is not None:
+                    raise helper.exception()  # type: ignore[misc]
+                raise asyncio.CancelledError
+        else:
+            waiting.add(helper)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            cancelled = True
+    # Retrieved, so that asyncio does not log them as lost.
+    for future in (helper, finished):
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    if cancelled:
+        raise asyncio.CancelledError
+    return result.result()
