@@ -7,10 +7,11 @@ conversation after its first user message when no title was given.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from .items import check_json_object, check_text
 
 TITLE_MAX_LENGTH = 255  # AgentSession.title's max_length
 AUTO_TITLE_LENGTH = 80  # a readable line in a conversation list
@@ -34,19 +35,16 @@ def check_title(title: object) -> str:
         raise TypeError(f"title must be a str, not {type(title).__name__}")
     if len(title) > TITLE_MAX_LENGTH:
         raise ValueError(f"title must be at most {TITLE_MAX_LENGTH} characters, got {len(title)}")
+    check_text("title", title)
     return title
 
 
 def check_metadata(metadata: object) -> dict[str, Any]:
-    """``metadata`` if it is a dict that JSON can store; else ``TypeError``/``ValueError``."""
+    """``metadata`` if it is a dict within the limits of an item (see ``items``), with
+    no U+0000; else ``TypeError``/``ValueError``, the same on every database."""
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except TypeError as exc:
-        raise TypeError(f"metadata must hold JSON values only: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"metadata must hold JSON values only: {exc}") from None
+    check_json_object("metadata", metadata)
     return metadata
 
 

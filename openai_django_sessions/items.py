@@ -120,6 +120,28 @@ def _check_item(name: str, item: dict[str, Any], *, vendor: str) -> int:
     return size
 
 
+def check_json_object(name: str, value: dict[str, Any]) -> None:
+    """Check ``value`` (metadata, say) by the rules for items, on every database alike.
+
+    The same limits as an item's, and no U+0000 anywhere: a value accepted
+    on one database must be accepted by all of them, and PostgreSQL cannot
+    store that character.
+    """
+    _check_item(name, value, vendor="postgresql")
+
+
+def check_text(name: str, value: str) -> None:
+    """``ValueError`` unless ``value`` can be stored as text on every database."""
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain the character U+0000, got {value!r:.80}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{name} contains a lone surrogate, which is not valid Unicode: {value!r:.80}"
+        ) from None
+
+
 def _check_structure(name: str, item: dict[str, Any]) -> None:
     # Iterative, so that an item nested thousands of levels deep gets this
     # error and not a RecursionError.
@@ -157,12 +179,5 @@ def check_session_id(value: object) -> str:
             f"session_id must be a non-empty str of at most {MAX_SESSION_ID_LENGTH} "
             f"characters, got {value!r:.80}"
         )
-    if "\x00" in value:
-        raise ValueError(f"session_id must not contain the character U+0000, got {value!r:.80}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(
-            f"session_id contains a lone surrogate, which is not valid Unicode: {value!r:.80}"
-        ) from None
+    check_text("session_id", value)
     return value

@@ -85,6 +85,35 @@ def test_title_and_metadata_are_checked_at_construction() -> None:
         DjangoSession("s", metadata={"when": object()})
 
 
+@pytest.mark.parametrize(
+    ("title", "metadata", "problem"),
+    [
+        ("a\x00b", None, "title must not contain the character U\\+0000"),
+        ("a\ud800", None, "title contains a lone surrogate"),
+        (None, {"note": "a\x00b"}, "metadata contains the character U\\+0000"),
+        (None, {"note": "a\ud800"}, "metadata contains a lone surrogate"),
+        (None, {1: "a"}, "metadata has a dict key that is not a str"),
+        (
+            None,
+            {"deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            "nested",
+        ),
+    ],
+)
+async def test_titles_and_metadata_any_database_cannot_store_are_refused_before_writing(
+    alice: Any, title: Any, metadata: Any, problem: str
+) -> None:
+    with pytest.raises((TypeError, ValueError), match=problem):
+        DjangoSession("s", owner=alice, title=title, metadata=metadata)
+    session = DjangoSession("s", owner=alice)
+    await session.add_items([msg(1)])
+    changes = {"title": title} if title is not None else {"metadata": metadata}
+    with pytest.raises((TypeError, ValueError), match=problem):
+        await session.aupdate_details(**changes)
+    details = await session.aget_details()
+    assert details is not None and (details.title, details.metadata) == ("message 1", {})
+
+
 def test_owner_title_and_metadata_are_keyword_only(alice: Any) -> None:
     with pytest.raises(TypeError):
         DjangoSession("s", alice)  # type: ignore[misc]
