@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from openai_django_sessions.models import AgentSession
@@ -66,11 +72,89 @@ def test_list_shows_own_conversations_newest_activity_first_with_counts(client: 
     assert "2 stored messages" in html
 
 
-def test_list_hides_other_visitors_conversations(client: Client, session_id: str) -> None:
+def test_list_hides_other_users_conversations(
+    client: Client, session_id: str, stranger: Client
+) -> None:
     send(client, session_id, "secret plans")
-    html = Client().get(reverse("chat:list")).content.decode()
+    html = stranger.get(reverse("chat:list")).content.decode()
     assert session_id not in html
     assert "secret plans" not in html
+
+
+def test_the_list_shows_the_stored_title(client: Client, session_id: str) -> None:
+    send(client, session_id, "Plan a trip to Lisbon\nwith three stops")
+    assert AgentSession.objects.get(session_id=session_id).title == "Plan a trip to Lisbon"
+    AgentSession.objects.filter(session_id=session_id).update(title="Lisbon, renamed")
+    assert "Lisbon, renamed" in client.get(reverse("chat:list")).content.decode()
+
+
+def test_stored_conversations_belong_to_the_signed_in_user(client: Client, session_id: str) -> None:
+    send(client, session_id, "hello")
+    assert AgentSession.objects.get(session_id=session_id).owner.username == "ada"
+
+
+def test_a_conversation_started_elsewhere_by_the_user_is_listed_and_opens(
+    client: Client, db: None
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from chat import agent
+
+    ada = get_user_model().objects.get(username="ada")
+    async_to_sync(agent.run_turn)("terminal-1", "My name is Ada", ada)
+    assert "terminal-1" in client.get(reverse("chat:list")).content.decode()
+    assert "My name is Ada" in page(client, "terminal-1")
+
+
+# -- signing in -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["chat:list", "chat:new"])
+def test_pages_need_a_signed_in_user(name: str, db: None) -> None:
+    response = Client().post(reverse(name)) if name == "chat:new" else Client().get(reverse(name))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login") + "?next=")
+
+
+def test_conversation_urls_need_a_signed_in_user(client: Client, session_id: str) -> None:
+    send(client, session_id, "hello")
+    anonymous = Client()
+    for name in ["chat:conversation", "chat:status", "chat:clear"]:
+        response = anonymous.get(reverse(name, args=[session_id]))
+        assert response.status_code == 302, name
+        assert response.url.startswith(reverse("login")), name
+    assert send(anonymous, session_id, "hi").status_code == 302
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+
+
+def test_sign_in_with_the_demo_user_then_sign_out(db: None) -> None:
+    out = io.StringIO()
+    call_command("demo_user", stdout=out)
+    password = re.search(r"Sign in as 'demo', password (\S+) \(shown once\)", out.getvalue())
+    assert password is not None, out.getvalue()
+    browser = Client()
+    form = browser.get(reverse("login")).content.decode()
+    assert 'name="username"' in form and "demo_user --username" in form
+    wrong = browser.post(reverse("login"), {"username": "demo", "password": "nope"})
+    assert "didn&#x27;t match" in wrong.content.decode()
+    response = browser.post(
+        reverse("login"), {"username": "demo", "password": password[1]}, follow=True
+    )
+    html = response.content.decode()
+    assert 'data-testid="signed-in">demo<' in html
+    assert "Your conversations" in html
+    response = browser.post(reverse("logout"))
+    assert response.status_code == 302 and response.url == reverse("login")
+    assert browser.get(reverse("chat:list")).status_code == 302
+
+
+def test_demo_user_is_created_once_and_not_staff(db: None) -> None:
+    call_command("demo_user", "--username", "carol", stdout=io.StringIO())
+    carol = get_user_model().objects.get(username="carol")
+    assert not carol.is_staff and carol.has_usable_password()
+    out = io.StringIO()
+    call_command("demo_user", "--username", "carol", stdout=out)
+    assert "password printed when it was created" in out.getvalue()
 
 
 # -- conversation page --------------------------------------------------------
@@ -91,15 +175,44 @@ def test_unknown_conversation_is_404(client: Client, db: None) -> None:
 
 
 def test_someone_elses_conversation_is_404_even_if_it_exists(
-    client: Client, session_id: str
+    client: Client, session_id: str, stranger: Client
 ) -> None:
     send(client, session_id, "hello")
-    stranger = Client()
     assert stranger.get(reverse("chat:conversation", args=[session_id])).status_code == 404
     assert send(stranger, session_id, "hi").status_code == 404
     assert stranger.post(reverse("chat:clear", args=[session_id])).status_code == 404
     assert stranger.post(reverse("chat:undo", args=[session_id])).status_code == 404
     assert stranger.get(reverse("chat:status", args=[session_id])).status_code == 404
+    assert stranger.post(reverse("chat:delete", args=[session_id])).status_code == 404
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+    html = stranger.get(reverse("chat:conversation", args=[session_id])).content.decode()
+    assert 'data-testid="not-found"' in html and "hello" not in html
+
+
+def test_someone_elses_new_conversation_is_404_too(
+    client: Client, session_id: str, stranger: Client
+) -> None:
+    # Not stored yet, so no owner: it is in the first user's session only.
+    assert stranger.get(reverse("chat:conversation", args=[session_id])).status_code == 404
+
+
+def test_the_library_refuses_what_the_views_check_missed(
+    client: Client, session_id: str, stranger: Client, monkeypatch, settings
+) -> None:
+    """The views' ``DjangoSession`` has the user as owner: a missed check is a 403 page."""
+    settings.DEBUG = True
+    send(client, session_id, "hello")
+
+    async def owned(request, session_id: str) -> object:
+        return await request.auser()
+
+    monkeypatch.setattr("chat.views._require_owned", owned)
+    response = stranger.get(reverse("chat:conversation", args=[session_id]))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert 'data-testid="forbidden"' in html and "hello" not in html
+    assert send(stranger, session_id, "hi").status_code == 403
+    assert stranger.post(reverse("chat:clear", args=[session_id])).status_code == 403
     assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
 
 
@@ -183,7 +296,7 @@ def test_a_message_the_session_refuses_is_shown_and_kept(
     On PostgreSQL it refuses U+0000: the browser test sends one to a real server.
     """
 
-    async def refusing(session_id: str, text: str) -> None:
+    async def refusing(session_id: str, text: str, owner: object = None) -> None:
         raise ValueError("items[0] contains the character U+0000")
 
     monkeypatch.setattr("chat.agent.run_turn", refusing)
@@ -199,7 +312,7 @@ def test_sending_needs_post(client: Client, session_id: str) -> None:
 def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monkeypatch) -> None:
     from agents.exceptions import ModelBehaviorError
 
-    async def broken(session_id: str, text: str) -> None:
+    async def broken(session_id: str, text: str, owner: object = None) -> None:
         raise ModelBehaviorError("boom")
 
     monkeypatch.setattr("chat.agent.run_turn", broken)
@@ -213,6 +326,7 @@ def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monk
 
 def test_posts_without_csrf_token_are_forbidden(db: None) -> None:
     client = Client(enforce_csrf_checks=True)
+    client.force_login(get_user_model().objects.create_user("eve"))
     assert client.post(reverse("chat:new")).status_code == 403
     # A visitor with a conversation, but a forged form:
     session_id = visitor.new_session_id()
@@ -227,6 +341,7 @@ def test_posts_without_csrf_token_are_forbidden(db: None) -> None:
 
 def test_posts_with_the_pages_csrf_token_pass(db: None) -> None:
     client = Client(enforce_csrf_checks=True)
+    client.force_login(get_user_model().objects.create_user("eve"))
     client.get(reverse("chat:list"))
     token = client.cookies["csrftoken"].value
     response = client.post(reverse("chat:new"), {"csrfmiddlewaretoken": token})
@@ -341,7 +456,7 @@ def test_the_terminal_command_names_this_python_and_this_database(
     html = page(client, session_id)
     database = settings.DATABASES["default"]["NAME"]
     assert f"DATABASE_URL=sqlite:///{database} {sys.executable} " in html
-    assert f"{settings.BASE_DIR / 'manage.py'} chat {session_id}" in html
+    assert f"{settings.BASE_DIR / 'manage.py'} chat --user ada {session_id}" in html
     monkeypatch.setenv("DATABASE_URL", "postgres://chat:s3cret@db.example:5432/chat")
     html = page(client, session_id)
     assert "DATABASE_URL=postgres://chat:PASSWORD@db.example:5432/chat " in html
