@@ -73,5 +73,18 @@ async def undo_last_exchange(session_id: str, owner: Any = None) -> int:
     return removed
 
 
+async def fork_before(session_id: str, owner: Any, new_session_id: str, index: int) -> None:
+    """Copy the items before ``index`` of ``session_id`` into ``new_session_id``.
+
+    One transaction (``DjangoSession.afork``); the new conversation has the same
+    owner and title and records where it came from. The original is unchanged.
+    """
+    await session_for(session_id, owner).afork(new_session_id, keep=index)
+    if index == 0:
+        # The first message changes: an empty title makes the library name the
+        # copy after the edited one when it is stored, as it named the original.
+        await session_for(new_session_id, owner).aupdate_details(title="")
+
+
 async def clear_conversation(session_id: str, owner: Any = None) -> None:
     await session_for(session_id, owner).clear_session()

@@ -32,9 +32,10 @@ from django.template.response import TemplateResponse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from openai_django_sessions.models import AgentMessage, AgentSession
+from openai_django_sessions.usage import session_annotations
 
-from chat import agent, tasks, terminal, visitor
-from chat.model_choice import model_label
+from chat import agent, history, tasks, terminal, visitor
+from chat.model_choice import model_label, uses_offline_model
 from chat.transcript import build_transcript
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class ConversationSummary:
     title: str
     message_count: int
     last_activity: datetime | None
+    tokens: int
+    forked: bool
 
 
 @login_required
@@ -58,19 +61,34 @@ class ConversationSummary:
 async def conversation_list(request: HttpRequest) -> HttpResponse:
     """The user's conversations that hold messages, most recently active first.
 
-    One query (``AgentSession.objects.conversations``); each is titled after its
-    first user message, as the library names a conversation created without a
-    title. An empty conversation (new, cleared, or pruned by an operator) is not
-    listed: "New conversation" brings the user back to it instead of making another.
+    One query (``AgentSession.objects.conversations`` with the usage totals);
+    each is titled after its first user message, as the library names a
+    conversation created without a title, and shows the tokens its runs used.
+    An empty conversation (new, cleared, or pruned by an operator) is not listed:
+    "New conversation" brings the user back to it instead of making another.
     """
     user = await request.auser()
+    rows = (
+        AgentSession.objects.conversations(user)
+        .annotate(**session_annotations())
+        .filter(message_count__gt=0)
+    )
     conversations = [
         ConversationSummary(
-            row.session_id, row.title or row.session_id, row.message_count, row.updated_at
+            row.session_id,
+            row.title or row.session_id,
+            row.message_count,
+            row.updated_at,
+            row.usage_total_tokens,
+            bool(row.forked_from),
         )
-        async for row in AgentSession.objects.conversations(user).filter(message_count__gt=0)
+        async for row in rows
     ]
-    context = {"conversations": conversations, "model_label": model_label()}
+    context = {
+        "conversations": conversations,
+        "model_label": model_label(),
+        "offline": uses_offline_model(),
+    }
     return TemplateResponse(request, "chat/list.html", context)
 
 
@@ -123,22 +141,40 @@ async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
     background = bool(request.POST.get("background"))
     await visitor.set_prefers_background(request, background)
     error = await _refusal(request, session_id, text)
-    if error is None:
-        try:
-            if background:
-                task_id = await tasks.start_turn(session_id, text, user.pk)
-                if task_id is not None:
-                    await visitor.set_pending_turn(request, session_id, task_id, text)
-            else:
-                await agent.run_turn(session_id, text, user)
-        except (ValueError, TypeError) as exc:
-            error = f"This message could not be stored: {exc}"
-        except (AgentsException, openai.OpenAIError) as exc:
-            logger.warning("turn of %s failed: %r", session_id, exc)
-            error = f"The model could not answer: {exc}"
+    if error is None and background:
+        error = await _failure(_start_in_background(request, session_id, text, user), session_id)
+    elif error is None:
+        error = await _run_turn(session_id=session_id, text=text, user=user)
     if error is not None:
         await visitor.set_notice(request, session_id, error=error, draft=text)
     return redirect("chat:conversation", session_id=session_id)
+
+
+async def _start_in_background(request: HttpRequest, session_id: str, text: str, user: Any) -> None:
+    task_id = await tasks.start_turn(session_id, text, user.pk)
+    if task_id is not None:
+        await visitor.set_pending_turn(request, session_id, task_id, text)
+
+
+async def _run_turn(*, session_id: str, text: str, user: Any) -> str | None:
+    """Run a turn of ``user``'s conversation now; why it failed, or ``None``."""
+    return await _failure(agent.run_turn(session_id, text, user), session_id)
+
+
+async def _failure(turn: Awaitable[object], session_id: str) -> str | None:
+    """Await ``turn``; the message for the user if it failed, else ``None``.
+
+    What ``DjangoSession`` refuses to store (``ValueError``/``TypeError``, such as
+    U+0000 on PostgreSQL) and model failures are told; anything else is a bug.
+    """
+    try:
+        await turn
+    except (ValueError, TypeError) as exc:
+        return f"This message could not be stored: {exc}"
+    except (AgentsException, openai.OpenAIError) as exc:
+        logger.warning("turn of %s failed: %r", session_id, exc)
+        return f"The model could not answer: {exc}"
+    return None
 
 
 async def _refusal(request: HttpRequest, session_id: str, text: str) -> str | None:
@@ -280,12 +316,13 @@ async def _refresh_pending(request: HttpRequest, session_id: str) -> dict[str, s
 async def _conversation_page(request: HttpRequest, session_id: str) -> HttpResponse:
     user = await request.auser()
     pending = await _refresh_pending(request, session_id)
-    items = await agent.session_for(session_id, user).get_items()
-    last_activity = (
+    session = agent.session_for(session_id, user)
+    items = await session.get_items()
+    row = (
         await AgentSession.objects.filter(session_id=session_id)
-        .values_list("updated_at", flat=True)
+        .values("updated_at", "forked_from")
         .afirst()
-    )
+    ) or {"updated_at": None, "forked_from": ""}
     entries = build_transcript(items)
     said = [entry.text for entry in entries if entry.kind == "user"]
     notice = await visitor.take_notice(request, session_id)
@@ -293,7 +330,10 @@ async def _conversation_page(request: HttpRequest, session_id: str) -> HttpRespo
         "session_id": session_id,
         "entries": entries,
         "item_count": len(items),
-        "last_activity": last_activity,
+        "last_activity": row["updated_at"],
+        "forked_from": row["forked_from"],
+        "usage": await session.aget_usage(),
+        "offline": uses_offline_model(),
         "pending": pending,
         # The SDK stores the user message when the turn starts; until then the
         # page shows it from the visitor's session.
@@ -308,3 +348,59 @@ async def _conversation_page(request: HttpRequest, session_id: str) -> HttpRespo
         "terminal_command": terminal.chat_command(session_id, user.get_username()),
     }
     return TemplateResponse(request, "chat/conversation.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def edit(request: HttpRequest, session_id: str, index: int) -> HttpResponse:
+    """Edit the user message at ``index`` and resend it, in a fork of the conversation.
+
+    GET shows the message in a box. POST copies the items before it into a new
+    conversation (``DjangoSession.afork``), runs the edited text there and shows
+    it; the original stays as it was. ``index`` must still hold the message the
+    page showed (``original``): if the history changed meanwhile (another tab, the
+    terminal), nothing is forked and the page says so.
+    """
+    user = await _require_owned(request, session_id)
+    items = [
+        history.as_dict(item) for item in await agent.session_for(session_id, user).get_items()
+    ]
+    if not (0 <= index < len(items) and history.is_user_message(items[index])):
+        raise Http404("No such message.")
+    original = history.message_text(items[index])
+    edit_key = f"{session_id}/edit/{index}"
+    if request.method == "GET":
+        notice = await visitor.take_notice(request, edit_key)
+        context = {
+            "session_id": session_id,
+            "index": index,
+            "original": original,
+            "draft": notice["draft"] or original,
+            "error": notice["error"],
+            "max_length": MAX_MESSAGE_LENGTH,
+            "model_label": model_label(),
+        }
+        return TemplateResponse(request, "chat/edit.html", context)
+    text = request.POST.get("message", "").replace("\r\n", "\n").strip()
+    error = await _refusal(request, session_id, text)
+    if error is None and request.POST.get("original", "") != original:
+        error = (
+            "The conversation changed since this page was shown; check the message and send again."
+        )
+    if error is not None:
+        await visitor.set_notice(request, edit_key, error=error, draft=text)
+        return redirect("chat:edit", session_id=session_id, index=index)
+    fork_id = visitor.new_session_id()
+    await agent.fork_before(session_id, user, fork_id, index)
+    await visitor.add_conversation(request, fork_id)
+    error = await _run_turn(session_id=fork_id, text=text, user=user)
+    if error is not None:
+        await visitor.set_notice(request, fork_id, error=error, draft=text)
+    else:
+        await visitor.set_notice(
+            request,
+            fork_id,
+            info="Your edited message was sent in this copy of the conversation; "
+            "the original is unchanged.",
+        )
+    return redirect("chat:conversation", session_id=fork_id)

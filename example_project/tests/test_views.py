@@ -500,3 +500,147 @@ def test_favicon(client: Client) -> None:
     assert response.status_code == 200
     assert response["Content-Type"] == "image/svg+xml"
     assert b"<svg" in response.content
+
+
+# -- tokens -----------------------------------------------------------------------
+
+
+def usage_of(session_id: str):
+    from chat import agent
+
+    return async_to_sync(agent.session_for(session_id).aget_usage)()
+
+
+def test_the_page_and_the_list_show_the_tokens_the_runs_used(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    first = usage_of(session_id)
+    assert first.total_tokens > 0 and first.requests == 1
+    send(client, session_id, "what is 6 * 7?")  # a tool call: two model requests
+    totals = usage_of(session_id)
+    assert totals.requests == 3 and totals.total_tokens > first.total_tokens
+    html = page(client, session_id)
+    assert (
+        f"{totals.total_tokens:,} tokens (words, offline model): {totals.input_tokens:,} in, "
+        f"{totals.output_tokens:,} out, over 3 model requests." in html
+    )
+    listed = client.get(reverse("chat:list")).content.decode()
+    assert f"{totals.total_tokens:,} tokens (words, offline model)" in listed
+    assert "counts words as tokens" in listed
+
+
+def test_a_conversation_without_recorded_usage_says_so(client: Client, db: None) -> None:
+    from chat import agent
+
+    ada = get_user_model().objects.get(username="ada")
+    # Stored without the run context (as before usage recording): no usage row.
+    async_to_sync(agent.session_for("web-nousage0000000", ada).add_items)(
+        [{"role": "user", "content": "hello"}]
+    )
+    assert "no token usage recorded." in page(client, "web-nousage0000000")
+    assert "no token usage recorded" in client.get(reverse("chat:list")).content.decode()
+
+
+# -- edit and resend ----------------------------------------------------------------
+
+
+def edit_url(session_id: str, index: int) -> str:
+    return reverse("chat:edit", args=[session_id, index])
+
+
+def user_says(session_id: str) -> list[str]:
+    from chat import agent, history
+
+    return history.user_texts(
+        history.as_dict(item) for item in async_to_sync(agent.session_for(session_id).get_items)()
+    )
+
+
+def test_each_user_message_offers_edit_and_resend(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "What is my name?")
+    html = page(client, session_id)
+    assert f'href="{edit_url(session_id, 0)}"' in html
+    assert f'href="{edit_url(session_id, 2)}"' in html
+    form = client.get(edit_url(session_id, 2)).content.decode()
+    assert ">What is my name?</textarea>" in form
+    assert 'name="original" value="What is my name?"' in form
+
+
+def test_edit_and_resend_runs_the_edit_on_a_fork_and_keeps_the_original(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "what is 6 * 7?")
+    before = list(AgentSession.objects.get(session_id=session_id).messages.values("id", "data"))
+    response = client.post(
+        edit_url(session_id, 2), {"message": "What is my name?", "original": "what is 6 * 7?"}
+    )
+    assert response.status_code == 302
+    fork_id = response.url.rstrip("/").rsplit("/", 1)[1]
+    assert fork_id != session_id and visitor.SESSION_ID.fullmatch(fork_id)
+    fork = AgentSession.objects.get(session_id=fork_id)
+    assert fork.owner.username == "ada" and fork.forked_from == session_id
+    assert fork.title == "My name is Ada"
+    assert user_says(fork_id) == ["My name is Ada", "What is my name?"]
+    html = page(client, fork_id)
+    assert "Your name is Ada. You told me earlier." in html
+    assert "the original is unchanged" in html
+    assert f'href="{reverse("chat:conversation", args=[session_id])}"' in html  # forked from
+    after = list(AgentSession.objects.get(session_id=session_id).messages.values("id", "data"))
+    assert after == before
+    listed = client.get(reverse("chat:list")).content.decode()
+    assert fork_id in listed and session_id in listed and "(edited copy)" in listed
+    assert usage_of(fork_id).requests == 1  # the fork's own run only
+
+
+def test_editing_the_first_message_renames_the_copy(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    response = client.post(
+        edit_url(session_id, 0), {"message": "My name is Grace", "original": "My name is Ada"}
+    )
+    fork_id = response.url.rstrip("/").rsplit("/", 1)[1]
+    assert user_says(fork_id) == ["My name is Grace"]
+    assert AgentSession.objects.get(session_id=fork_id).title == "My name is Grace"
+    assert AgentSession.objects.get(session_id=session_id).title == "My name is Ada"
+
+
+def test_an_edit_is_refused_when_the_history_changed_meanwhile(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "What is my name?")
+    client.post(reverse("chat:undo", args=[session_id]))
+    send(client, session_id, "What time is it?")
+    response = client.post(
+        edit_url(session_id, 2), {"message": "Who am I?", "original": "What is my name?"}
+    )
+    assert response.status_code == 302 and response.url == edit_url(session_id, 2)
+    html = client.get(response.url).content.decode()
+    assert "The conversation changed since this page was shown" in html
+    assert ">Who am I?</textarea>" in html
+    assert AgentSession.objects.count() == 1
+
+
+@pytest.mark.parametrize("text", ["", "x" * 4001])
+def test_an_empty_or_too_long_edit_is_refused(client: Client, session_id: str, text: str) -> None:
+    send(client, session_id, "My name is Ada")
+    response = client.post(edit_url(session_id, 0), {"message": text, "original": "My name is Ada"})
+    assert response.url == edit_url(session_id, 0)
+    assert 'data-testid="error"' in client.get(response.url).content.decode()
+    assert AgentSession.objects.count() == 1
+
+
+def test_only_the_owners_user_messages_can_be_edited(
+    client: Client, session_id: str, stranger: Client
+) -> None:
+    send(client, session_id, "My name is Ada")
+    assert client.get(edit_url(session_id, 1)).status_code == 404  # the reply
+    assert client.get(edit_url(session_id, 9)).status_code == 404
+    assert stranger.get(edit_url(session_id, 0)).status_code == 404
+    response = stranger.post(
+        edit_url(session_id, 0), {"message": "x", "original": "My name is Ada"}
+    )
+    assert response.status_code == 404
+    assert AgentSession.objects.count() == 1

@@ -19,3 +19,9 @@ def ago(moment: datetime | None) -> str:
     if timezone.now() - moment < timedelta(minutes=1):
         return "just now"
     return f"{timesince(moment)} ago"
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """``1234`` as ``"1,234"``, as the page's other figures read."""
+    return f"{value:,}"
