@@ -136,7 +136,7 @@ def test_sign_in_with_the_demo_user_then_sign_out(db: None) -> None:
     form = browser.get(reverse("login")).content.decode()
     assert 'name="username"' in form and "demo_user --username" in form
     wrong = browser.post(reverse("login"), {"username": "demo", "password": "nope"})
-    assert "didn&#x27;t match" in wrong.content.decode()
+    assert "didn't match" in wrong.content.decode()
     response = browser.post(
         reverse("login"), {"username": "demo", "password": password[1]}, follow=True
     )
