@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
 SCREENSHOTS = {
     name: ARTIFACTS / f"example-{name}.png"
-    for name in ("sign-in", "list", "conversation", "admin", "not-yours")
+    for name in ("sign-in", "list", "conversation", "edited", "admin", "not-yours")
 }
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -81,6 +81,7 @@ def test_conversation_flow_on_sqlite(browser: Browser, page: Page, tmp_path: Pat
         screenshot.unlink(missing_ok=True)
     with uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url:
         conversation_flow(page, base_url, database_url, screenshots=True)
+        edit_flow(page, base_url, screenshots=True)
         admin_flow(page, base_url, database_url)
         ownership_flow(browser, base_url, database_url)
     for screenshot in SCREENSHOTS.values():
@@ -94,6 +95,7 @@ def test_conversation_flow_on_postgresql(page: Page, tmp_path: Path) -> None:
         uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url,
     ):
         conversation_flow(page, base_url, database_url, screenshots=False)
+        edit_flow(page, base_url, screenshots=False)
         # PostgreSQL's jsonb cannot hold U+0000: the library refuses it, the page says so.
         page.goto(base_url + "/")
         page.get_by_role("button", name="New conversation").click()
@@ -288,6 +290,47 @@ def admin_flow(page: Page, base_url: str, database_url: str) -> None:
     expect(page.get_by_text("Last activity:")).to_be_visible()
     expect(page.locator("body")).not_to_contain_text("+00:00")
     page.screenshot(path=str(SCREENSHOTS["admin"]), full_page=True)
+
+
+def edit_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
+    """Tokens on the page and in the list; "Edit and resend" answers in a copy."""
+    page.goto(base_url + "/")
+    page.get_by_role("button", name="New conversation").click()
+    original_url = page.url
+    send(page, "My name is Ada")
+    send(page, "What is my name?")
+    expect(page.get_by_test_id("usage")).to_have_text(
+        re.compile(
+            r"^[\d,]+ tokens \(words, offline model\): "
+            r"[\d,]+ in, [\d,]+ out, over 2 model requests\.$"
+        )
+    )
+    page.get_by_role("link", name="Edit and resend: My name is Ada").click()
+    box = page.get_by_label("Edited message")
+    expect(box).to_have_value("My name is Ada")
+    box.fill("My name is Grace")
+    page.get_by_role("button", name="Send as a new conversation").click()
+    expect(page).to_have_url(re.compile(r"/c/web-[a-z0-9]{16}/$"))
+    assert page.url != original_url
+    expect(page.get_by_test_id("info")).to_contain_text("the original is unchanged")
+    users = page.locator('[data-role="user"]')
+    replies = page.locator('[data-role="assistant"]')
+    expect(users).to_have_text(["My name is Grace"])
+    send(page, "What is my name?")
+    expect(replies.last).to_have_text("Offline model: Your name is Grace. You told me earlier.")
+    expect(page.get_by_test_id("usage")).to_contain_text("over 2 model requests")
+    if screenshots:
+        page.screenshot(path=str(SCREENSHOTS["edited"]), full_page=True)
+    page.get_by_test_id("forked-from").get_by_role("link").click()
+    expect(page).to_have_url(original_url)
+    expect(users).to_have_text(["My name is Ada", "What is my name?"])
+    expect(replies.last).to_have_text("Offline model: Your name is Ada. You told me earlier.")
+    page.goto(base_url + "/")
+    rows = page.get_by_test_id("conversations").get_by_role("link")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("My name is Grace (edited copy)")
+    expect(rows.last).to_contain_text("My name is Ada")
+    expect(page.get_by_test_id("tokens")).to_have_text([re.compile(r"^[\d,]+ tokens")] * 2)
 
 
 def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
