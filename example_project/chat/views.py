@@ -29,7 +29,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.cache import cache_control
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from openai_django_sessions.models import AgentMessage, AgentSession
 from openai_django_sessions.usage import session_annotations
@@ -56,6 +56,8 @@ class ConversationSummary:
     forked: bool
 
 
+# A user's own pages: never kept by a cache, nor shown stale when Back returns to them.
+@never_cache
 @login_required
 @require_GET
 async def conversation_list(request: HttpRequest) -> HttpResponse:
@@ -118,6 +120,7 @@ async def _empty_conversation(request: HttpRequest) -> str | None:
     return None
 
 
+@never_cache
 @login_required
 @require_GET
 async def conversation(request: HttpRequest, session_id: str) -> HttpResponse:

@@ -109,6 +109,11 @@ def test_a_conversation_started_elsewhere_by_the_user_is_listed_and_opens(
 # -- signing in -----------------------------------------------------------------
 
 
+def test_a_users_pages_are_never_cached(client: Client, session_id: str) -> None:
+    for url in [reverse("chat:list"), reverse("chat:conversation", args=[session_id])]:
+        assert "no-store" in client.get(url)["Cache-Control"], url
+
+
 @pytest.mark.parametrize("name", ["chat:list", "chat:new"])
 def test_pages_need_a_signed_in_user(name: str, db: None) -> None:
     response = Client().post(reverse(name)) if name == "chat:new" else Client().get(reverse(name))
@@ -164,7 +169,7 @@ def test_new_conversation_page_is_empty_with_a_message_box(client: Client, sessi
     html = page(client, session_id)
     assert "No messages yet" in html
     assert 'name="message"' in html
-    assert f"manage.py chat {session_id}" in html
+    assert f"manage.py chat --user ada {session_id}" in html
 
 
 def test_unknown_conversation_is_404(client: Client, db: None) -> None:
