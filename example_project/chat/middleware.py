@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.utils.decorators import sync_and_async_middleware
@@ -33,7 +33,8 @@ def friendly_not_found(get_response: Callable[[HttpRequest], Any]) -> Callable[.
     if iscoroutinefunction(get_response):
 
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-            return friendly(request, await get_response(request))
+            # Rendering reads request.user (the page's header), a query: in a thread.
+            return await sync_to_async(friendly)(request, await get_response(request))
 
         return markcoroutinefunction(async_middleware)
 
