@@ -32,7 +32,6 @@ from django.template.response import TemplateResponse
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from openai_django_sessions.models import AgentMessage, AgentSession
-from openai_django_sessions.usage import session_annotations
 
 from chat import agent, history, tasks, terminal, visitor
 from chat.model_choice import model_label, uses_offline_model
@@ -63,18 +62,14 @@ class ConversationSummary:
 async def conversation_list(request: HttpRequest) -> HttpResponse:
     """The user's conversations that hold messages, most recently active first.
 
-    One query (``AgentSession.objects.conversations`` with the usage totals);
+    One query (``AgentSession.objects.conversations``, counts and usage totals);
     each is titled after its first user message, as the library names a
     conversation created without a title, and shows the tokens its runs used.
     An empty conversation (new, cleared, or pruned by an operator) is not listed:
     "New conversation" brings the user back to it instead of making another.
     """
     user = await request.auser()
-    rows = (
-        AgentSession.objects.conversations(user)
-        .annotate(**session_annotations())
-        .filter(message_count__gt=0)
-    )
+    rows = AgentSession.objects.conversations(user).filter(message_count__gt=0)
     conversations = [
         ConversationSummary(
             row.session_id,
