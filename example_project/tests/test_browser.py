@@ -349,6 +349,7 @@ def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
         bob.goto(alices_url)  # not stored yet: in alice's session only
         expect(bob.get_by_test_id("not-found")).to_be_visible()
         send(alice, "My secret plan is Lisbon")
+        bob.goto(base_url + "/")
         bob.get_by_role("button", name="New conversation").click()
         bobs_url = bob.url
         send(bob, "My name is Bob")
