@@ -1,8 +1,9 @@
-"""A friendly "not found" page, even with ``DEBUG`` on.
+"""Friendly "not found" and "forbidden" pages, even with ``DEBUG`` on.
 
 The example runs with ``DEBUG=1``, where Django answers an unknown URL with its
-technical page listing every URL pattern. A visitor who follows an old link to
-a conversation gets this page instead: what happened and the way back.
+technical page listing every URL pattern, and a ``PermissionDenied`` with a bare
+"403 Forbidden". A user who follows an old link, or another user's link, to a
+conversation gets one of these pages instead: what happened and the way back.
 """
 
 from __future__ import annotations
@@ -10,21 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.utils.decorators import sync_and_async_middleware
 
-NOT_FOUND_TEMPLATE = "chat/404.html"
+TEMPLATES = {403: "chat/403.html", 404: "chat/404.html"}
 
 
 def friendly(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    """``chat/404.html`` instead of any HTML 404; JSON answers (status polling) stay."""
-    if response.status_code != 404 or response.get("Content-Type", "").startswith(
-        "application/json"
-    ):
+    """``chat/404.html``/``chat/403.html`` instead of any HTML 404/403; JSON answers stay."""
+    template = TEMPLATES.get(response.status_code)
+    if template is None or response.get("Content-Type", "").startswith("application/json"):
         return response
-    page = TemplateResponse(request, NOT_FOUND_TEMPLATE, {"path": request.path}, status=404)
+    page = TemplateResponse(request, template, {"path": request.path}, status=response.status_code)
     return page.render()
 
 
@@ -33,7 +33,8 @@ def friendly_not_found(get_response: Callable[[HttpRequest], Any]) -> Callable[.
     if iscoroutinefunction(get_response):
 
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-            return friendly(request, await get_response(request))
+            # Rendering reads request.user (the page's header), a query: in a thread.
+            return await sync_to_async(friendly)(request, await get_response(request))
 
         return markcoroutinefunction(async_middleware)
 

@@ -24,9 +24,9 @@ TurnState = Literal["running", "done", "failed"]
 if task is not None:
 
     @task
-    async def run_turn_task(session_id: str, text: str) -> str:
-        """Run one turn of conversation ``session_id``; return the final answer's text."""
-        result = await run_turn(session_id, text)
+    async def run_turn_task(session_id: str, text: str, owner_id: int | None = None) -> str:
+        """Run one turn of conversation ``session_id`` (as user ``owner_id``); the answer's text."""
+        result = await run_turn(session_id, text, owner_id)
         return str(result.final_output)
 
 else:
@@ -38,15 +38,15 @@ def background_available() -> bool:
     return run_turn_task is not None
 
 
-async def start_turn(session_id: str, text: str) -> str | None:
-    """Start a turn in the background; its task result id.
+async def start_turn(session_id: str, text: str, owner_id: int | None = None) -> str | None:
+    """Start a turn of user ``owner_id`` in the background; its task result id.
 
     Without ``django.tasks`` the turn runs here and now, and ``None`` is returned.
     """
     if run_turn_task is None:
-        await run_turn(session_id, text)
+        await run_turn(session_id, text, owner_id)
         return None
-    result = await run_turn_task.aenqueue(session_id, text)
+    result = await run_turn_task.aenqueue(session_id, text, owner_id)
     return str(result.id)
 
 

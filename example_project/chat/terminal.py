@@ -12,8 +12,8 @@ from django.conf import settings
 HIDDEN_PASSWORD = "PASSWORD"
 
 
-def chat_command(session_id: str) -> str:
-    """A shell command that opens ``session_id`` in ``manage.py chat``, as copied.
+def chat_command(session_id: str, username: str) -> str:
+    """A shell command that opens ``session_id`` as ``username`` in ``manage.py chat``.
 
     It names this server's Python (the virtualenv's, where Django is installed),
     this project's ``manage.py`` by absolute path, and the database the server
@@ -26,6 +26,8 @@ def chat_command(session_id: str) -> str:
         shlex.quote(sys.executable),
         shlex.quote(str(manage_py)),
         "chat",
+        "--user",
+        shlex.quote(username),
         shlex.quote(session_id),
     ]
     return " ".join(words)

@@ -17,7 +17,9 @@ class Entry:
 
     ``tool`` entries pair a ``function_call`` with its output (``None`` until
     the output is stored); ``other`` is any item type this example does not
-    draw, shown by its type so nothing stored is hidden.
+    draw, shown by its type so nothing stored is hidden. A ``user`` entry has
+    ``index``, its position in the stored items ("edit and resend" keeps the
+    items before it).
     """
 
     kind: EntryKind
@@ -25,6 +27,7 @@ class Entry:
     tool_name: str = ""
     arguments: str = ""
     output: str | None = None
+    index: int | None = None
 
 
 def pretty_arguments(arguments: Any) -> str:
@@ -44,11 +47,11 @@ def build_transcript(items: list[Any]) -> list[Entry]:
     """The entries for ``items`` (oldest first), in order."""
     entries: list[Entry] = []
     calls: dict[str, Entry] = {}
-    for raw in items:
+    for index, raw in enumerate(items):
         item = history.as_dict(raw)
         kind = item.get("type", "message")
         if history.is_user_message(item):
-            entries.append(Entry("user", history.message_text(item)))
+            entries.append(Entry("user", history.message_text(item), index=index))
         elif history.is_assistant_message(item):
             entries.append(Entry("assistant", history.message_text(item)))
         elif kind == "function_call":

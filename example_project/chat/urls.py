@@ -12,4 +12,5 @@ urlpatterns = [
     path("c/<str:session_id>/clear/", views.clear, name="clear"),
     path("c/<str:session_id>/delete/", views.delete, name="delete"),
     path("c/<str:session_id>/status/", views.status, name="status"),
+    path("c/<str:session_id>/edit/<int:index>/", views.edit, name="edit"),
 ]

@@ -1,7 +1,12 @@
 """The chat's pages. All async: a turn awaits the model without holding a thread.
 
-A visitor reaches only the conversations listed in their session
-(``chat.visitor``); any other id is a 404, whether or not it exists.
+Every page needs a signed-in user (Django's auth views, at ``/accounts/``).
+A user reaches only their own conversations: those stored with them as owner,
+and the new ones they opened that hold nothing yet (listed in their session,
+``chat.visitor``). Any other id is a 404, whether or not it exists; the
+``DjangoSession`` each view uses has the user as ``owner``, so the library
+refuses another user's conversation (``PermissionDenied``, a 403) even if this
+check were bypassed.
 
 Every POST answers with a redirect to a page (Post/Redirect/Get), errors
 included: the error and the typed text travel in the session to that page, so
@@ -15,20 +20,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import openai
 from agents.exceptions import AgentsException
 from django.contrib import messages
-from django.db.models import Count, Min
+from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.cache import cache_control
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 from chat import agent, history, tasks, terminal, visitor
-from chat.model_choice import model_label
+from chat.model_choice import model_label, uses_offline_model
 from chat.transcript import build_transcript
 
 logger = logging.getLogger(__name__)
@@ -45,43 +51,48 @@ class ConversationSummary:
     title: str
     message_count: int
     last_activity: datetime | None
+    tokens: int
+    forked: bool
 
 
+# A user's own pages: never kept by a cache, nor shown stale when Back returns to them.
+@never_cache
+@login_required
 @require_GET
 async def conversation_list(request: HttpRequest) -> HttpResponse:
-    """The visitor's conversations that hold messages, most recently active first.
+    """The user's conversations that hold messages, most recently active first.
 
+    One query (``AgentSession.objects.conversations``, counts and usage totals);
+    each is titled after its first user message, as the library names a
+    conversation created without a title, and shows the tokens its runs used.
     An empty conversation (new, cleared, or pruned by an operator) is not listed:
-    "New conversation" brings the visitor back to it instead of making another.
+    "New conversation" brings the user back to it instead of making another.
     """
-    ids = await visitor.conversation_ids(request)
-    rows = [
-        row
-        async for row in AgentSession.objects.filter(session_id__in=ids)
-        .annotate(message_count=Count("messages"), first_id=Min("messages__id"))
-        .filter(message_count__gt=0)
-        .order_by("-updated_at")
-    ]
-    titles = {
-        message.session_id: history.message_text(message.data)
-        async for message in AgentMessage.objects.filter(id__in=[row.first_id for row in rows])
-    }
+    user = await request.auser()
+    rows = AgentSession.objects.conversations(user).filter(message_count__gt=0)
     conversations = [
         ConversationSummary(
             row.session_id,
-            titles.get(row.pk) or row.session_id,
+            row.title or row.session_id,
             row.message_count,
             row.updated_at,
+            row.usage_total_tokens,
+            bool(row.forked_from),
         )
-        for row in rows
+        async for row in rows
     ]
-    context = {"conversations": conversations, "model_label": model_label()}
+    context = {
+        "conversations": conversations,
+        "model_label": model_label(),
+        "offline": uses_offline_model(),
+    }
     return TemplateResponse(request, "chat/list.html", context)
 
 
+@login_required
 @require_POST
 async def new_conversation(request: HttpRequest) -> HttpResponse:
-    """Open the visitor's empty conversation if they have one, else a new one."""
+    """Open the user's empty conversation if they have one, else a new one."""
     session_id = await _empty_conversation(request)
     if session_id is None:
         session_id = visitor.new_session_id()
@@ -104,12 +115,15 @@ async def _empty_conversation(request: HttpRequest) -> str | None:
     return None
 
 
+@never_cache
+@login_required
 @require_GET
 async def conversation(request: HttpRequest, session_id: str) -> HttpResponse:
     await _require_owned(request, session_id)
     return await _conversation_page(request, session_id)
 
 
+@login_required
 @require_POST
 async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
     """Run a turn with the posted ``message``; ``background`` runs it as a task.
@@ -119,28 +133,46 @@ async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
     or ``TypeError`` from ``DjangoSession``, such as U+0000 on PostgreSQL) and a
     model failure all redirect back to the page, which shows why with the text kept.
     """
-    await _require_owned(request, session_id)
+    user = await _require_owned(request, session_id)
     # Browsers send new lines as CRLF: count them as the page's counter does, once.
     text = request.POST.get("message", "").replace("\r\n", "\n").strip()
     background = bool(request.POST.get("background"))
     await visitor.set_prefers_background(request, background)
     error = await _refusal(request, session_id, text)
-    if error is None:
-        try:
-            if background:
-                task_id = await tasks.start_turn(session_id, text)
-                if task_id is not None:
-                    await visitor.set_pending_turn(request, session_id, task_id, text)
-            else:
-                await agent.run_turn(session_id, text)
-        except (ValueError, TypeError) as exc:
-            error = f"This message could not be stored: {exc}"
-        except (AgentsException, openai.OpenAIError) as exc:
-            logger.warning("turn of %s failed: %r", session_id, exc)
-            error = f"The model could not answer: {exc}"
+    if error is None and background:
+        error = await _failure(_start_in_background(request, session_id, text, user), session_id)
+    elif error is None:
+        error = await _run_turn(session_id=session_id, text=text, user=user)
     if error is not None:
         await visitor.set_notice(request, session_id, error=error, draft=text)
     return redirect("chat:conversation", session_id=session_id)
+
+
+async def _start_in_background(request: HttpRequest, session_id: str, text: str, user: Any) -> None:
+    task_id = await tasks.start_turn(session_id, text, user.pk)
+    if task_id is not None:
+        await visitor.set_pending_turn(request, session_id, task_id, text)
+
+
+async def _run_turn(*, session_id: str, text: str, user: Any) -> str | None:
+    """Run a turn of ``user``'s conversation now; why it failed, or ``None``."""
+    return await _failure(agent.run_turn(session_id, text, user), session_id)
+
+
+async def _failure(turn: Awaitable[object], session_id: str) -> str | None:
+    """Await ``turn``; the message for the user if it failed, else ``None``.
+
+    What ``DjangoSession`` refuses to store (``ValueError``/``TypeError``, such as
+    U+0000 on PostgreSQL) and model failures are told; anything else is a bug.
+    """
+    try:
+        await turn
+    except (ValueError, TypeError) as exc:
+        return f"This message could not be stored: {exc}"
+    except (AgentsException, openai.OpenAIError) as exc:
+        logger.warning("turn of %s failed: %r", session_id, exc)
+        return f"The model could not answer: {exc}"
+    return None
 
 
 async def _refusal(request: HttpRequest, session_id: str, text: str) -> str | None:
@@ -157,6 +189,7 @@ async def _refusal(request: HttpRequest, session_id: str, text: str) -> str | No
     return None
 
 
+@login_required
 @require_POST
 async def undo(request: HttpRequest, session_id: str) -> HttpResponse:
     """Remove the last exchange: items back to, and including, the last user message."""
@@ -165,6 +198,7 @@ async def undo(request: HttpRequest, session_id: str) -> HttpResponse:
     )
 
 
+@login_required
 @require_http_methods(["GET", "POST"])
 async def clear(request: HttpRequest, session_id: str) -> HttpResponse:
     """GET asks to confirm; POST deletes the whole history and keeps the (empty) page."""
@@ -182,6 +216,7 @@ async def clear(request: HttpRequest, session_id: str) -> HttpResponse:
     )
 
 
+@login_required
 @require_http_methods(["GET", "POST"])
 async def delete(request: HttpRequest, session_id: str) -> HttpResponse:
     """GET asks to confirm; POST deletes the conversation and removes it from the list."""
@@ -222,18 +257,19 @@ async def _confirmation(
 async def _change_history(
     request: HttpRequest,
     session_id: str,
-    change: Callable[[str], Awaitable[object]],
+    change: Callable[[str, Any], Awaitable[object]],
     refusal: str,
 ) -> HttpResponse:
-    """Apply ``change`` to the visitor's conversation, unless a background turn is running."""
-    await _require_owned(request, session_id)
+    """Apply ``change`` to the user's conversation, unless a background turn is running."""
+    user = await _require_owned(request, session_id)
     if await visitor.pending_turn(request, session_id):
         await visitor.set_notice(request, session_id, error=refusal)
     else:
-        await change(session_id)
+        await change(session_id, user)
     return redirect("chat:conversation", session_id=session_id)
 
 
+@login_required
 @require_GET
 async def status(request: HttpRequest, session_id: str) -> JsonResponse:
     """``{"pending": bool, "items": n}``, polled by the page while a background turn runs."""
@@ -249,9 +285,18 @@ async def favicon(request: HttpRequest) -> HttpResponse:
     return HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
 
 
-async def _require_owned(request: HttpRequest, session_id: str) -> None:
-    if not await visitor.owns(request, session_id):
+async def _require_owned(request: HttpRequest, session_id: str) -> Any:
+    """The signed-in user, if ``session_id`` is theirs; else ``Http404``.
+
+    Theirs: its stored row has them as owner, or it has no row yet and is one of
+    the new conversations they opened (an id ``visitor.owns`` lists).
+    """
+    user = await request.auser()
+    row = await AgentSession.objects.filter(session_id=session_id).values_list("owner_id").afirst()
+    mine = row[0] == user.pk if row is not None else await visitor.owns(request, session_id)
+    if not mine:
         raise Http404("No such conversation.")
+    return user
 
 
 async def _refresh_pending(request: HttpRequest, session_id: str) -> dict[str, str] | None:
@@ -267,13 +312,15 @@ async def _refresh_pending(request: HttpRequest, session_id: str) -> dict[str, s
 
 
 async def _conversation_page(request: HttpRequest, session_id: str) -> HttpResponse:
+    user = await request.auser()
     pending = await _refresh_pending(request, session_id)
-    items = await agent.session_for(session_id).get_items()
-    last_activity = (
+    session = agent.session_for(session_id, user)
+    items = await session.get_items()
+    row = (
         await AgentSession.objects.filter(session_id=session_id)
-        .values_list("updated_at", flat=True)
+        .values("updated_at", "forked_from")
         .afirst()
-    )
+    ) or {"updated_at": None, "forked_from": ""}
     entries = build_transcript(items)
     said = [entry.text for entry in entries if entry.kind == "user"]
     notice = await visitor.take_notice(request, session_id)
@@ -281,7 +328,10 @@ async def _conversation_page(request: HttpRequest, session_id: str) -> HttpRespo
         "session_id": session_id,
         "entries": entries,
         "item_count": len(items),
-        "last_activity": last_activity,
+        "last_activity": row["updated_at"],
+        "forked_from": row["forked_from"],
+        "usage": await session.aget_usage(),
+        "offline": uses_offline_model(),
         "pending": pending,
         # The SDK stores the user message when the turn starts; until then the
         # page shows it from the visitor's session.
@@ -293,6 +343,62 @@ async def _conversation_page(request: HttpRequest, session_id: str) -> HttpRespo
         "model_label": model_label(),
         "background_available": tasks.background_available(),
         "max_length": MAX_MESSAGE_LENGTH,
-        "terminal_command": terminal.chat_command(session_id),
+        "terminal_command": terminal.chat_command(session_id, user.get_username()),
     }
     return TemplateResponse(request, "chat/conversation.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def edit(request: HttpRequest, session_id: str, index: int) -> HttpResponse:
+    """Edit the user message at ``index`` and resend it, in a fork of the conversation.
+
+    GET shows the message in a box. POST copies the items before it into a new
+    conversation (``DjangoSession.afork``), runs the edited text there and shows
+    it; the original stays as it was. ``index`` must still hold the message the
+    page showed (``original``): if the history changed meanwhile (another tab, the
+    terminal), nothing is forked and the page says so.
+    """
+    user = await _require_owned(request, session_id)
+    items = [
+        history.as_dict(item) for item in await agent.session_for(session_id, user).get_items()
+    ]
+    if not (0 <= index < len(items) and history.is_user_message(items[index])):
+        raise Http404("No such message.")
+    original = history.message_text(items[index])
+    edit_key = f"{session_id}/edit/{index}"
+    if request.method == "GET":
+        notice = await visitor.take_notice(request, edit_key)
+        context = {
+            "session_id": session_id,
+            "index": index,
+            "original": original,
+            "draft": notice["draft"] or original,
+            "error": notice["error"],
+            "max_length": MAX_MESSAGE_LENGTH,
+            "model_label": model_label(),
+        }
+        return TemplateResponse(request, "chat/edit.html", context)
+    text = request.POST.get("message", "").replace("\r\n", "\n").strip()
+    error = await _refusal(request, session_id, text)
+    if error is None and request.POST.get("original", "") != original:
+        error = (
+            "The conversation changed since this page was shown; check the message and send again."
+        )
+    if error is not None:
+        await visitor.set_notice(request, edit_key, error=error, draft=text)
+        return redirect("chat:edit", session_id=session_id, index=index)
+    fork_id = visitor.new_session_id()
+    await agent.fork_before(session_id, user, fork_id, index)
+    await visitor.add_conversation(request, fork_id)
+    error = await _run_turn(session_id=fork_id, text=text, user=user)
+    if error is not None:
+        await visitor.set_notice(request, fork_id, error=error, draft=text)
+    else:
+        await visitor.set_notice(
+            request,
+            fork_id,
+            info="Your edited message was sent in this copy of the conversation; "
+            "the original is unchanged.",
+        )
+    return redirect("chat:conversation", session_id=fork_id)

@@ -1,8 +1,10 @@
-"""What the site remembers about an anonymous visitor, in Django's session.
+"""What the site remembers about a signed-in user's visit, in Django's session.
 
-- the ids of the conversations they started (newest last), so each visitor
-  sees only their own; the conversations themselves are in ``DjangoSession``'s
-  tables, shared with the ``chat`` command;
+- the ids of the conversations they opened with "New conversation" (newest
+  last): until its first message a conversation has no stored row, so no owner
+  yet; once stored, the row's owner decides who may open it (``chat.views``).
+  The conversations themselves are in ``DjangoSession``'s tables, shared with
+  the ``chat`` command;
 - the background turns still running, per conversation;
 - what the next page of a conversation shows once: an error with the text the
   visitor had typed (after a refused send, the browser is redirected to the

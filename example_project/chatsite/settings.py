@@ -81,7 +81,11 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Visitors are anonymous: the list of their conversations lives in their session.
+# Users sign in with Django's auth views (``/accounts/login/``); each sees only the
+# conversations stored with them as owner.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:list"
+LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 SESSION_COOKIE_SAMESITE = "Lax"
 

@@ -1,4 +1,4 @@
-"""The chat app, and the admin where its stored conversations can be browsed."""
+"""The chat app, Django's sign-in views, and the admin where conversations can be browsed."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +7,8 @@ from chat import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # login/ and logout/ (plus password change and reset, unused here).
+    path("accounts/", include("django.contrib.auth.urls")),
     path("favicon.ico", views.favicon, name="favicon"),
     path("", include("chat.urls")),
 ]

@@ -21,9 +21,31 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_MODEL", raising=False)
 
 
+def signed_in(username: str) -> Client:
+    """A test client signed in as ``username`` (created if needed)."""
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def client(db: None) -> Client:
+    """pytest-django's ``client``, signed in as the user ``ada``."""
+    return signed_in("ada")
+
+
+@pytest.fixture
+def stranger(db: None) -> Client:
+    """Another signed-in user, ``bob``."""
+    return signed_in("bob")
+
+
 @pytest.fixture
 def conversation_url(client: Client, db: None) -> str:
-    """The URL of a new conversation of ``client``'s visitor."""
+    """The URL of a new conversation of ``client``'s user."""
     response = client.post(reverse("chat:new"))
     assert response.status_code == 302
     return str(response.url)

@@ -22,9 +22,9 @@ DELAY = float(os.environ.get("EXAMPLE_TURN_DELAY", "3.0"))
 _run_turn = tasks.run_turn
 
 
-async def _delayed_run_turn(session_id: str, text: str) -> RunResult:
+async def _delayed_run_turn(session_id: str, text: str, owner: object = None) -> RunResult:
     await asyncio.sleep(DELAY)
-    return await _run_turn(session_id, text)
+    return await _run_turn(session_id, text, owner)
 
 
 tasks.run_turn = _delayed_run_turn

@@ -48,10 +48,10 @@ def test_the_response_returns_before_the_turn_runs(
     release = threading.Event()
     real_run_turn = tasks.run_turn
 
-    async def held_turn(session_id: str, text: str):
+    async def held_turn(session_id: str, text: str, owner: object = None):
         # Blocks the worker thread only; the request has long returned by then.
         await _wait(release)
-        return await real_run_turn(session_id, text)
+        return await real_run_turn(session_id, text, owner)
 
     monkeypatch.setattr(tasks, "run_turn", held_turn)
     response = send_in_background(client, session_id, "what is 6 * 7?")
@@ -93,7 +93,7 @@ def test_the_response_returns_before_the_turn_runs(
 def test_a_failed_background_turn_is_reported_once(
     client: Client, session_id: str, thread_backend: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing_turn(session_id: str, text: str):
+    async def failing_turn(session_id: str, text: str, owner: object = None):
         raise RuntimeError("model exploded")
 
     monkeypatch.setattr(tasks, "run_turn", failing_turn)

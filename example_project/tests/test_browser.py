@@ -28,7 +28,8 @@ from tests.serving import PROJECT_DIR, server_env, uvicorn_server
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
 SCREENSHOTS = {
-    name: ARTIFACTS / f"example-{name}.png" for name in ("list", "conversation", "admin")
+    name: ARTIFACTS / f"example-{name}.png"
+    for name in ("sign-in", "list", "conversation", "edited", "admin", "not-yours")
 }
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -74,13 +75,15 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def test_conversation_flow_on_sqlite(page: Page, tmp_path: Path) -> None:
+def test_conversation_flow_on_sqlite(browser: Browser, page: Page, tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
     for screenshot in SCREENSHOTS.values():
         screenshot.unlink(missing_ok=True)
     with uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url:
-        conversation_flow(page, base_url, screenshots=True)
+        conversation_flow(page, base_url, database_url, screenshots=True)
+        edit_flow(page, base_url, screenshots=True)
         admin_flow(page, base_url, database_url)
+        ownership_flow(browser, base_url, database_url)
     for screenshot in SCREENSHOTS.values():
         assert screenshot.stat().st_size > 10_000
 
@@ -91,7 +94,8 @@ def test_conversation_flow_on_postgresql(page: Page, tmp_path: Path) -> None:
         postgres_database() as database_url,
         uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url,
     ):
-        conversation_flow(page, base_url, screenshots=False)
+        conversation_flow(page, base_url, database_url, screenshots=False)
+        edit_flow(page, base_url, screenshots=False)
         # PostgreSQL's jsonb cannot hold U+0000: the library refuses it, the page says so.
         page.goto(base_url + "/")
         page.get_by_role("button", name="New conversation").click()
@@ -105,13 +109,21 @@ def test_conversation_flow_on_postgresql(page: Page, tmp_path: Path) -> None:
         expect(page.locator('[data-role="user"]')).to_have_count(0)
 
 
-def conversation_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
-    """Two dependent messages, a background tool turn, reload, undo, clear, delete.
+def conversation_flow(page: Page, base_url: str, database_url: str, *, screenshots: bool) -> None:
+    """Sign-in, two dependent messages, a background tool turn, reload, undo, clear, delete.
 
     Along the way: Enter sends, a send adds no history entry, an error keeps the
     page's URL, the length counter, right-to-left text, the terminal command.
     """
+    password = create_user(database_url, "demo")
     page.goto(base_url + "/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+    if screenshots:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS["sign-in"]), full_page=True)
+    sign_in(page, "demo", password)
+    expect(page).to_have_url(base_url + "/")
+    expect(page.get_by_test_id("signed-in")).to_have_text("demo")
     expect(page.get_by_text("No conversations yet")).to_be_visible()
     expect(page.get_by_test_id("model")).to_contain_text("offline")
     page.get_by_role("button", name="New conversation").click()
@@ -185,9 +197,10 @@ def conversation_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS["conversation"]), full_page=True)
 
-    # The terminal command on the page works as copied, on the same database.
+    # The terminal command on the page works as copied, on the same database, as this user.
     summary = page.get_by_test_id("summary").inner_text()
     command = page.get_by_test_id("terminal-command").inner_text()
+    assert " chat --user demo web-" in command, command
     terminal = subprocess.run(
         ["bash", "-c", command], input="/quit\n", capture_output=True, text=True, timeout=120
     )
@@ -277,6 +290,127 @@ def admin_flow(page: Page, base_url: str, database_url: str) -> None:
     expect(page.get_by_text("Last activity:")).to_be_visible()
     expect(page.locator("body")).not_to_contain_text("+00:00")
     page.screenshot(path=str(SCREENSHOTS["admin"]), full_page=True)
+
+
+def edit_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
+    """Tokens on the page and in the list; "Edit and resend" answers in a copy."""
+    page.goto(base_url + "/")
+    page.get_by_role("button", name="New conversation").click()
+    original_url = page.url
+    send(page, "My name is Ada")
+    send(page, "What is my name?")
+    expect(page.get_by_test_id("usage")).to_have_text(
+        re.compile(
+            r"^[\d,]+ tokens \(words, offline model\): "
+            r"[\d,]+ in, [\d,]+ out, over 2 model requests\.$"
+        )
+    )
+    page.get_by_role("link", name="Edit and resend: My name is Ada").click()
+    box = page.get_by_label("Edited message")
+    expect(box).to_have_value("My name is Ada")
+    box.fill("My name is Grace")
+    page.get_by_role("button", name="Send as a new conversation").click()
+    expect(page).to_have_url(re.compile(r"/c/web-[a-z0-9]{16}/$"))
+    assert page.url != original_url
+    expect(page.get_by_test_id("info")).to_contain_text("the original is unchanged")
+    users = page.locator('[data-role="user"]')
+    replies = page.locator('[data-role="assistant"]')
+    expect(users).to_have_text(["My name is Grace"])
+    send(page, "What is my name?")
+    expect(replies.last).to_have_text("Offline model: Your name is Grace. You told me earlier.")
+    expect(page.get_by_test_id("usage")).to_contain_text("over 2 model requests")
+    if screenshots:
+        page.screenshot(path=str(SCREENSHOTS["edited"]), full_page=True)
+    page.get_by_test_id("forked-from").get_by_role("link").click()
+    expect(page).to_have_url(original_url)
+    expect(users).to_have_text(["My name is Ada", "What is my name?"])
+    expect(replies.last).to_have_text("Offline model: Your name is Ada. You told me earlier.")
+    page.goto(base_url + "/")
+    rows = page.get_by_test_id("conversations").get_by_role("link")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("My name is Grace (edited copy)")
+    expect(rows.last).to_contain_text("My name is Ada")
+    expect(page.get_by_test_id("tokens")).to_have_text([re.compile(r"^[\d,]+ tokens")] * 2)
+
+
+def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
+    """Two users side by side: neither lists nor opens the other's conversation."""
+    users = {name: create_user(database_url, name) for name in ("alice", "bob")}
+    pages = {}
+    for name, password in users.items():
+        context = browser.new_context(viewport={"width": 900, "height": 1000})
+        pages[name] = context.new_page()
+        pages[name].goto(base_url + "/")
+        sign_in(pages[name], name, password)
+    alice, bob = pages["alice"], pages["bob"]
+    try:
+        alice.get_by_role("button", name="New conversation").click()
+        alices_url = alice.url
+        bob.goto(alices_url)  # not stored yet: in alice's session only
+        expect(bob.get_by_test_id("not-found")).to_be_visible()
+        send(alice, "My secret plan is Lisbon")
+        bob.goto(base_url + "/")
+        bob.get_by_role("button", name="New conversation").click()
+        bobs_url = bob.url
+        send(bob, "My name is Bob")
+
+        # Each list holds its user's conversation only, by its title.
+        for page, mine, theirs in [
+            (alice, "My secret plan", "My name is Bob"),
+            (bob, "My name is Bob", "My secret plan"),
+        ]:
+            page.goto(base_url + "/")
+            rows = page.get_by_test_id("conversations").get_by_role("link")
+            expect(rows).to_have_count(1)
+            expect(rows).to_contain_text(mine)
+            expect(page.locator("body")).not_to_contain_text(theirs)
+
+        # The other's URL, read or posted to: a friendly page, nothing of it shown or changed.
+        bob.goto(alices_url)
+        expect(bob.get_by_test_id("not-found")).to_be_visible()
+        expect(bob.locator("body")).not_to_contain_text("Lisbon")
+        expect(bob.locator("body")).not_to_contain_text("Traceback")
+        bob.screenshot(path=str(SCREENSHOTS["not-yours"]), full_page=True)
+        response = bob.request.get(alices_url + "status/")
+        assert response.status == 404
+        alice.goto(bobs_url)
+        expect(alice.get_by_test_id("not-found")).to_be_visible()
+        expect(alice.locator("body")).not_to_contain_text("Bob")
+        alice.goto(alices_url)
+        expect(alice.locator('[data-role="user"]')).to_have_text(["My secret plan is Lisbon"])
+
+        # Signed out, the URL asks for a sign-in first.
+        alice.get_by_role("button", name="Sign out").click()
+        expect(alice).to_have_url(re.compile(r"/accounts/login/$"))
+        alice.goto(alices_url)
+        expect(alice).to_have_url(re.compile(r"/accounts/login/\?next="))
+        expect(alice.locator("body")).not_to_contain_text("Lisbon")
+    finally:
+        for page in pages.values():
+            page.context.close()
+
+
+def create_user(database_url: str, username: str) -> str:
+    """The password of ``username``, made with the documented ``manage.py demo_user``."""
+    created = subprocess.run(
+        [sys.executable, "manage.py", "demo_user", "--username", username],
+        cwd=PROJECT_DIR,
+        env=server_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    password = re.search(r"password (\S+) \(shown once\)", created.stdout)
+    assert password is not None, created.stdout
+    return password[1]
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("signed-in")).to_have_text(username)
 
 
 def send(page: Page, text: str) -> None:

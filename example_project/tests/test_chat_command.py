@@ -1,4 +1,4 @@
-"""``manage.py chat SESSION_ID``: the same memory as the web page, in a terminal."""
+"""``manage.py chat [--user USERNAME] SESSION_ID``: the web page's memory, in a terminal."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from openai_django_sessions.models import AgentSession
 
 pytestmark = pytest.mark.django_db
 
 
-def chat(session_id: str, *lines: str) -> str:
+def chat(session_id: str, *lines: str, user: str | None = None) -> str:
     out = io.StringIO()
-    call_command("chat", session_id, stdin=io.StringIO("\n".join(lines) + "\n"), stdout=out)
+    options = ["--user", user] if user else []
+    stdin = io.StringIO("\n".join(lines) + "\n")
+    call_command("chat", *options, session_id, stdin=stdin, stdout=out)
     return out.getvalue()
 
 
@@ -37,7 +40,7 @@ def test_the_terminal_continues_a_conversation_started_on_the_page(
     client: Client, session_id: str
 ) -> None:
     client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
-    out = chat(session_id, "What is my name?")
+    out = chat(session_id, "What is my name?", user="ada")
     assert "you> My name is Ada" in out.partition("Commands:")[0]
     assert "Your name is Ada" in out
     page = client.get(reverse("chat:conversation", args=[session_id])).content.decode()
@@ -72,3 +75,32 @@ def test_quit_stops_reading_and_unknown_commands_are_explained() -> None:
 def test_invalid_session_id_is_a_command_error() -> None:
     with pytest.raises(CommandError, match="session_id"):
         call_command("chat", "x" * 300, stdin=io.StringIO(""), stdout=io.StringIO())
+
+
+def test_with_user_a_new_conversation_is_theirs_and_listed_on_their_page(client: Client) -> None:
+    chat("term-6", "My name is Ada", user="ada")
+    assert AgentSession.objects.get(session_id="term-6").owner.username == "ada"
+    assert "term-6" in client.get(reverse("chat:list")).content.decode()
+
+
+def test_with_user_another_users_conversation_is_refused_and_unchanged(
+    client: Client, session_id: str, stranger: Client
+) -> None:
+    client.post(reverse("chat:send", args=[session_id]), {"message": "secret plans"})
+    with pytest.raises(CommandError, match=f"conversation {session_id} belongs to another user"):
+        chat(session_id, "what did I say?", user="bob")
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+
+
+def test_without_user_any_conversation_opens_and_a_new_one_has_no_owner(
+    client: Client, session_id: str
+) -> None:
+    client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
+    assert "you> My name is Ada" in chat(session_id, "/quit")
+    chat("term-7", "hello")
+    assert AgentSession.objects.get(session_id="term-7").owner is None
+
+
+def test_an_unknown_user_is_a_command_error_saying_how_to_create_one() -> None:
+    with pytest.raises(CommandError, match=r"no user 'zed'.*demo_user --username zed"):
+        chat("term-8", "hello", user="zed")

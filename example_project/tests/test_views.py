@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from openai_django_sessions.models import AgentSession
@@ -66,11 +72,94 @@ def test_list_shows_own_conversations_newest_activity_first_with_counts(client: 
     assert "2 stored messages" in html
 
 
-def test_list_hides_other_visitors_conversations(client: Client, session_id: str) -> None:
+def test_list_hides_other_users_conversations(
+    client: Client, session_id: str, stranger: Client
+) -> None:
     send(client, session_id, "secret plans")
-    html = Client().get(reverse("chat:list")).content.decode()
+    html = stranger.get(reverse("chat:list")).content.decode()
     assert session_id not in html
     assert "secret plans" not in html
+
+
+def test_the_list_shows_the_stored_title(client: Client, session_id: str) -> None:
+    send(client, session_id, "Plan a trip to Lisbon\nwith three stops")
+    assert AgentSession.objects.get(session_id=session_id).title == "Plan a trip to Lisbon"
+    AgentSession.objects.filter(session_id=session_id).update(title="Lisbon, renamed")
+    assert "Lisbon, renamed" in client.get(reverse("chat:list")).content.decode()
+
+
+def test_stored_conversations_belong_to_the_signed_in_user(client: Client, session_id: str) -> None:
+    send(client, session_id, "hello")
+    assert AgentSession.objects.get(session_id=session_id).owner.username == "ada"
+
+
+def test_a_conversation_started_elsewhere_by_the_user_is_listed_and_opens(
+    client: Client, db: None
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from chat import agent
+
+    ada = get_user_model().objects.get(username="ada")
+    async_to_sync(agent.run_turn)("terminal-1", "My name is Ada", ada)
+    assert "terminal-1" in client.get(reverse("chat:list")).content.decode()
+    assert "My name is Ada" in page(client, "terminal-1")
+
+
+# -- signing in -----------------------------------------------------------------
+
+
+def test_a_users_pages_are_never_cached(client: Client, session_id: str) -> None:
+    for url in [reverse("chat:list"), reverse("chat:conversation", args=[session_id])]:
+        assert "no-store" in client.get(url)["Cache-Control"], url
+
+
+@pytest.mark.parametrize("name", ["chat:list", "chat:new"])
+def test_pages_need_a_signed_in_user(name: str, db: None) -> None:
+    response = Client().post(reverse(name)) if name == "chat:new" else Client().get(reverse(name))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login") + "?next=")
+
+
+def test_conversation_urls_need_a_signed_in_user(client: Client, session_id: str) -> None:
+    send(client, session_id, "hello")
+    anonymous = Client()
+    for name in ["chat:conversation", "chat:status", "chat:clear"]:
+        response = anonymous.get(reverse(name, args=[session_id]))
+        assert response.status_code == 302, name
+        assert response.url.startswith(reverse("login")), name
+    assert send(anonymous, session_id, "hi").status_code == 302
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+
+
+def test_sign_in_with_the_demo_user_then_sign_out(db: None) -> None:
+    out = io.StringIO()
+    call_command("demo_user", stdout=out)
+    password = re.search(r"Sign in as 'demo', password (\S+) \(shown once\)", out.getvalue())
+    assert password is not None, out.getvalue()
+    browser = Client()
+    form = browser.get(reverse("login")).content.decode()
+    assert 'name="username"' in form and "demo_user --username" in form
+    wrong = browser.post(reverse("login"), {"username": "demo", "password": "nope"})
+    assert "didn't match" in wrong.content.decode()
+    response = browser.post(
+        reverse("login"), {"username": "demo", "password": password[1]}, follow=True
+    )
+    html = response.content.decode()
+    assert 'data-testid="signed-in">demo<' in html
+    assert "Your conversations" in html
+    response = browser.post(reverse("logout"))
+    assert response.status_code == 302 and response.url == reverse("login")
+    assert browser.get(reverse("chat:list")).status_code == 302
+
+
+def test_demo_user_is_created_once_and_not_staff(db: None) -> None:
+    call_command("demo_user", "--username", "carol", stdout=io.StringIO())
+    carol = get_user_model().objects.get(username="carol")
+    assert not carol.is_staff and carol.has_usable_password()
+    out = io.StringIO()
+    call_command("demo_user", "--username", "carol", stdout=out)
+    assert "password printed when it was created" in out.getvalue()
 
 
 # -- conversation page --------------------------------------------------------
@@ -80,7 +169,7 @@ def test_new_conversation_page_is_empty_with_a_message_box(client: Client, sessi
     html = page(client, session_id)
     assert "No messages yet" in html
     assert 'name="message"' in html
-    assert f"manage.py chat {session_id}" in html
+    assert f"manage.py chat --user ada {session_id}" in html
 
 
 def test_unknown_conversation_is_404(client: Client, db: None) -> None:
@@ -91,15 +180,44 @@ def test_unknown_conversation_is_404(client: Client, db: None) -> None:
 
 
 def test_someone_elses_conversation_is_404_even_if_it_exists(
-    client: Client, session_id: str
+    client: Client, session_id: str, stranger: Client
 ) -> None:
     send(client, session_id, "hello")
-    stranger = Client()
     assert stranger.get(reverse("chat:conversation", args=[session_id])).status_code == 404
     assert send(stranger, session_id, "hi").status_code == 404
     assert stranger.post(reverse("chat:clear", args=[session_id])).status_code == 404
     assert stranger.post(reverse("chat:undo", args=[session_id])).status_code == 404
     assert stranger.get(reverse("chat:status", args=[session_id])).status_code == 404
+    assert stranger.post(reverse("chat:delete", args=[session_id])).status_code == 404
+    assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
+    html = stranger.get(reverse("chat:conversation", args=[session_id])).content.decode()
+    assert 'data-testid="not-found"' in html and "hello" not in html
+
+
+def test_someone_elses_new_conversation_is_404_too(
+    client: Client, session_id: str, stranger: Client
+) -> None:
+    # Not stored yet, so no owner: it is in the first user's session only.
+    assert stranger.get(reverse("chat:conversation", args=[session_id])).status_code == 404
+
+
+def test_the_library_refuses_what_the_views_check_missed(
+    client: Client, session_id: str, stranger: Client, monkeypatch, settings
+) -> None:
+    """The views' ``DjangoSession`` has the user as owner: a missed check is a 403 page."""
+    settings.DEBUG = True
+    send(client, session_id, "hello")
+
+    async def owned(request, session_id: str) -> object:
+        return await request.auser()
+
+    monkeypatch.setattr("chat.views._require_owned", owned)
+    response = stranger.get(reverse("chat:conversation", args=[session_id]))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert 'data-testid="forbidden"' in html and "hello" not in html
+    assert send(stranger, session_id, "hi").status_code == 403
+    assert stranger.post(reverse("chat:clear", args=[session_id])).status_code == 403
     assert AgentSession.objects.get(session_id=session_id).messages.count() == 2
 
 
@@ -183,7 +301,7 @@ def test_a_message_the_session_refuses_is_shown_and_kept(
     On PostgreSQL it refuses U+0000: the browser test sends one to a real server.
     """
 
-    async def refusing(session_id: str, text: str) -> None:
+    async def refusing(session_id: str, text: str, owner: object = None) -> None:
         raise ValueError("items[0] contains the character U+0000")
 
     monkeypatch.setattr("chat.agent.run_turn", refusing)
@@ -199,7 +317,7 @@ def test_sending_needs_post(client: Client, session_id: str) -> None:
 def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monkeypatch) -> None:
     from agents.exceptions import ModelBehaviorError
 
-    async def broken(session_id: str, text: str) -> None:
+    async def broken(session_id: str, text: str, owner: object = None) -> None:
         raise ModelBehaviorError("boom")
 
     monkeypatch.setattr("chat.agent.run_turn", broken)
@@ -213,6 +331,7 @@ def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monk
 
 def test_posts_without_csrf_token_are_forbidden(db: None) -> None:
     client = Client(enforce_csrf_checks=True)
+    client.force_login(get_user_model().objects.create_user("eve"))
     assert client.post(reverse("chat:new")).status_code == 403
     # A visitor with a conversation, but a forged form:
     session_id = visitor.new_session_id()
@@ -227,6 +346,7 @@ def test_posts_without_csrf_token_are_forbidden(db: None) -> None:
 
 def test_posts_with_the_pages_csrf_token_pass(db: None) -> None:
     client = Client(enforce_csrf_checks=True)
+    client.force_login(get_user_model().objects.create_user("eve"))
     client.get(reverse("chat:list"))
     token = client.cookies["csrftoken"].value
     response = client.post(reverse("chat:new"), {"csrfmiddlewaretoken": token})
@@ -341,7 +461,7 @@ def test_the_terminal_command_names_this_python_and_this_database(
     html = page(client, session_id)
     database = settings.DATABASES["default"]["NAME"]
     assert f"DATABASE_URL=sqlite:///{database} {sys.executable} " in html
-    assert f"{settings.BASE_DIR / 'manage.py'} chat {session_id}" in html
+    assert f"{settings.BASE_DIR / 'manage.py'} chat --user ada {session_id}" in html
     monkeypatch.setenv("DATABASE_URL", "postgres://chat:s3cret@db.example:5432/chat")
     html = page(client, session_id)
     assert "DATABASE_URL=postgres://chat:PASSWORD@db.example:5432/chat " in html
@@ -385,3 +505,147 @@ def test_favicon(client: Client) -> None:
     assert response.status_code == 200
     assert response["Content-Type"] == "image/svg+xml"
     assert b"<svg" in response.content
+
+
+# -- tokens -----------------------------------------------------------------------
+
+
+def usage_of(session_id: str):
+    from chat import agent
+
+    return async_to_sync(agent.session_for(session_id).aget_usage)()
+
+
+def test_the_page_and_the_list_show_the_tokens_the_runs_used(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    first = usage_of(session_id)
+    assert first.total_tokens > 0 and first.requests == 1
+    send(client, session_id, "what is 6 * 7?")  # a tool call: two model requests
+    totals = usage_of(session_id)
+    assert totals.requests == 3 and totals.total_tokens > first.total_tokens
+    html = page(client, session_id)
+    assert (
+        f"{totals.total_tokens:,} tokens (words, offline model): {totals.input_tokens:,} in, "
+        f"{totals.output_tokens:,} out, over 3 model requests." in html
+    )
+    listed = client.get(reverse("chat:list")).content.decode()
+    assert f"{totals.total_tokens:,} tokens (words, offline model)" in listed
+    assert "counts words as tokens" in listed
+
+
+def test_a_conversation_without_recorded_usage_says_so(client: Client, db: None) -> None:
+    from chat import agent
+
+    ada = get_user_model().objects.get(username="ada")
+    # Stored without the run context (as before usage recording): no usage row.
+    async_to_sync(agent.session_for("web-nousage0000000", ada).add_items)(
+        [{"role": "user", "content": "hello"}]
+    )
+    assert "no token usage recorded." in page(client, "web-nousage0000000")
+    assert "no token usage recorded" in client.get(reverse("chat:list")).content.decode()
+
+
+# -- edit and resend ----------------------------------------------------------------
+
+
+def edit_url(session_id: str, index: int) -> str:
+    return reverse("chat:edit", args=[session_id, index])
+
+
+def user_says(session_id: str) -> list[str]:
+    from chat import agent, history
+
+    return history.user_texts(
+        history.as_dict(item) for item in async_to_sync(agent.session_for(session_id).get_items)()
+    )
+
+
+def test_each_user_message_offers_edit_and_resend(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "What is my name?")
+    html = page(client, session_id)
+    assert f'href="{edit_url(session_id, 0)}"' in html
+    assert f'href="{edit_url(session_id, 2)}"' in html
+    form = client.get(edit_url(session_id, 2)).content.decode()
+    assert ">What is my name?</textarea>" in form
+    assert 'name="original" value="What is my name?"' in form
+
+
+def test_edit_and_resend_runs_the_edit_on_a_fork_and_keeps_the_original(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "what is 6 * 7?")
+    before = list(AgentSession.objects.get(session_id=session_id).messages.values("id", "data"))
+    response = client.post(
+        edit_url(session_id, 2), {"message": "What is my name?", "original": "what is 6 * 7?"}
+    )
+    assert response.status_code == 302
+    fork_id = response.url.rstrip("/").rsplit("/", 1)[1]
+    assert fork_id != session_id and visitor.SESSION_ID.fullmatch(fork_id)
+    fork = AgentSession.objects.get(session_id=fork_id)
+    assert fork.owner.username == "ada" and fork.forked_from == session_id
+    assert fork.title == "My name is Ada"
+    assert user_says(fork_id) == ["My name is Ada", "What is my name?"]
+    html = page(client, fork_id)
+    assert "Your name is Ada. You told me earlier." in html
+    assert "the original is unchanged" in html
+    assert f'href="{reverse("chat:conversation", args=[session_id])}"' in html  # forked from
+    after = list(AgentSession.objects.get(session_id=session_id).messages.values("id", "data"))
+    assert after == before
+    listed = client.get(reverse("chat:list")).content.decode()
+    assert fork_id in listed and session_id in listed and "(edited copy)" in listed
+    assert usage_of(fork_id).requests == 1  # the fork's own run only
+
+
+def test_editing_the_first_message_renames_the_copy(client: Client, session_id: str) -> None:
+    send(client, session_id, "My name is Ada")
+    response = client.post(
+        edit_url(session_id, 0), {"message": "My name is Grace", "original": "My name is Ada"}
+    )
+    fork_id = response.url.rstrip("/").rsplit("/", 1)[1]
+    assert user_says(fork_id) == ["My name is Grace"]
+    assert AgentSession.objects.get(session_id=fork_id).title == "My name is Grace"
+    assert AgentSession.objects.get(session_id=session_id).title == "My name is Ada"
+
+
+def test_an_edit_is_refused_when_the_history_changed_meanwhile(
+    client: Client, session_id: str
+) -> None:
+    send(client, session_id, "My name is Ada")
+    send(client, session_id, "What is my name?")
+    client.post(reverse("chat:undo", args=[session_id]))
+    send(client, session_id, "What time is it?")
+    response = client.post(
+        edit_url(session_id, 2), {"message": "Who am I?", "original": "What is my name?"}
+    )
+    assert response.status_code == 302 and response.url == edit_url(session_id, 2)
+    html = client.get(response.url).content.decode()
+    assert "The conversation changed since this page was shown" in html
+    assert ">Who am I?</textarea>" in html
+    assert AgentSession.objects.count() == 1
+
+
+@pytest.mark.parametrize("text", ["", "x" * 4001])
+def test_an_empty_or_too_long_edit_is_refused(client: Client, session_id: str, text: str) -> None:
+    send(client, session_id, "My name is Ada")
+    response = client.post(edit_url(session_id, 0), {"message": text, "original": "My name is Ada"})
+    assert response.url == edit_url(session_id, 0)
+    assert 'data-testid="error"' in client.get(response.url).content.decode()
+    assert AgentSession.objects.count() == 1
+
+
+def test_only_the_owners_user_messages_can_be_edited(
+    client: Client, session_id: str, stranger: Client
+) -> None:
+    send(client, session_id, "My name is Ada")
+    assert client.get(edit_url(session_id, 1)).status_code == 404  # the reply
+    assert client.get(edit_url(session_id, 9)).status_code == 404
+    assert stranger.get(edit_url(session_id, 0)).status_code == 404
+    response = stranger.post(
+        edit_url(session_id, 0), {"message": "x", "original": "My name is Ada"}
+    )
+    assert response.status_code == 404
+    assert AgentSession.objects.count() == 1

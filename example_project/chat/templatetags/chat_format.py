@@ -19,3 +19,18 @@ def ago(moment: datetime | None) -> str:
     if timezone.now() - moment < timedelta(minutes=1):
         return "just now"
     return f"{timesince(moment)} ago"
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """``1234`` as ``"1,234"``, as the page's other figures read."""
+    return f"{value:,}"
+
+
+@register.filter
+def tokens(count: int, offline: bool) -> str:
+    """``"1,234 tokens"`` (saying the offline model counts words), or that none were recorded."""
+    if not count:
+        return "no token usage recorded"
+    unit = "token" if count == 1 else "tokens"
+    return f"{count:,} {unit} (words, offline model)" if offline else f"{count:,} {unit}"

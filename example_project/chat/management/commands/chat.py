@@ -1,8 +1,12 @@
-"""``manage.py chat SESSION_ID``: the same conversations, in a terminal.
+"""``manage.py chat [--user USERNAME] SESSION_ID``: the same conversations, in a terminal.
 
 Prints the stored history, then reads one message per line and answers it
 through the same agent and ``DjangoSession`` the web page uses, so a
 conversation started in the browser continues here and the other way round.
+With ``--user`` the conversation is that user's, as on the page: another
+user's is refused, a new one is stored as theirs and shows in their list.
+Without it nothing is scoped (an operator's view of any conversation), and a
+new conversation is stored without an owner, so it is in no user's list.
 Lines starting with ``/`` are commands: ``/undo``, ``/clear``, ``/history``,
 ``/quit``. In a terminal, lines are edited with ``readline`` (arrow keys,
 history); Ctrl+D or Ctrl+C ends the chat.
@@ -14,6 +18,8 @@ import sys
 from typing import Any, TextIO
 
 from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chat import agent
@@ -37,14 +43,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "session_id", help='conversation id, e.g. one from the page ("web-...")'
         )
+        parser.add_argument(
+            "--user",
+            metavar="USERNAME",
+            help="chat as this user: their conversation, refused if it is someone else's",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         session_id: str = options["session_id"]
         stdin: TextIO = options.get("stdin") or sys.stdin
+        self.owner = self._owner(options["user"])
         try:
-            agent.session_for(session_id)
+            async_to_sync(agent.session_for(session_id, self.owner).get_items)(limit=1)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        except PermissionDenied as exc:
+            raise CommandError(
+                f"conversation {session_id} belongs to another user than {options['user']!r}"
+            ) from exc
         interactive = stdin is sys.stdin and stdin.isatty() and sys.stdout.isatty()
         if interactive:
             import readline  # noqa: F401  # line editing and history for input()
@@ -58,6 +74,19 @@ class Command(BaseCommand):
             self.stdout.write("")
         if interactive:
             self.stdout.write("Bye. The conversation stays stored.")
+
+    @staticmethod
+    def _owner(username: str | None) -> Any:
+        if username is None:
+            return None
+        users = get_user_model()
+        try:
+            return users._default_manager.get_by_natural_key(username)
+        except users.DoesNotExist:
+            raise CommandError(
+                f"no user {username!r}: create one with `manage.py demo_user --username "
+                f"{username}` or `manage.py createsuperuser`"
+            ) from None
 
     def _converse(self, session_id: str, stdin: TextIO, interactive: bool) -> None:
         """Read and answer lines until /quit or end of input (raised as ``EOFError``)."""
@@ -78,10 +107,10 @@ class Command(BaseCommand):
             if text == "/history":
                 self._print_history(session_id)
             elif text == "/undo":
-                removed = async_to_sync(agent.undo_last_exchange)(session_id)
+                removed = async_to_sync(agent.undo_last_exchange)(session_id, self.owner)
                 self.stdout.write(f"(removed {plural(removed, 'item')})")
             elif text == "/clear":
-                async_to_sync(agent.clear_conversation)(session_id)
+                async_to_sync(agent.clear_conversation)(session_id, self.owner)
                 self.stdout.write("(conversation cleared)")
             elif text.startswith("/"):
                 self.stdout.write(f"(unknown command {text}) {HELP_LINE}")
@@ -89,7 +118,7 @@ class Command(BaseCommand):
                 self._answer(session_id, text)
 
     def _items(self, session_id: str) -> list[Any]:
-        return list(async_to_sync(agent.session_for(session_id).get_items)())
+        return list(async_to_sync(agent.session_for(session_id, self.owner).get_items)())
 
     def _print_history(self, session_id: str) -> None:
         items = self._items(session_id)
@@ -101,7 +130,7 @@ class Command(BaseCommand):
     def _answer(self, session_id: str, text: str) -> None:
         before = len(self._items(session_id))
         try:
-            async_to_sync(agent.run_turn)(session_id, text)
+            async_to_sync(agent.run_turn)(session_id, text, self.owner)
         except (ValueError, TypeError) as exc:
             self.stderr.write(f"(this message could not be stored: {exc})")
             return

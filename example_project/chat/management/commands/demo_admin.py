@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
-from django.utils.crypto import get_random_string
+
+from chat.demo_users import create_once
 
 USERNAME = "admin"
 
@@ -23,14 +23,4 @@ class Command(BaseCommand):
         parser.add_argument("--username", default=USERNAME)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        username: str = options["username"]
-        users = get_user_model()
-        if users._default_manager.filter(username=username).exists():
-            self.stdout.write(
-                f"==> Admin: /admin/ as {username!r} (password printed when it was created; "
-                f"`manage.py changepassword {username}` sets a new one)"
-            )
-            return
-        password = get_random_string(16)
-        users._default_manager.create_superuser(username=username, email="", password=password)
-        self.stdout.write(f"==> Admin: /admin/ as {username!r}, password {password} (shown once)")
+        self.stdout.write(create_once(options["username"], superuser=True, where="Admin: /admin/"))
