@@ -50,9 +50,12 @@ class Terminal:
             self.output += chunk.decode(errors="replace")
         self.seen = self.output.index(text, self.seen) + len(text)
 
-    def exit_status(self) -> int:
-        """Read what is left, then the child's exit status."""
+    def exit_status(self, timeout: float = 60) -> int:
+        """Read what is left, then the child's exit status; fail if it does not end."""
         while True:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:  # still running: fail rather than wait forever
+                raise AssertionError(f"the chat did not exit; the terminal shows:\n{self.output}")
             try:
                 chunk = os.read(self.fd, 4096)
             except OSError:
@@ -60,7 +63,7 @@ class Terminal:
             if not chunk:
                 break
             self.output += chunk.decode(errors="replace")
-        return self.process.wait(timeout=60)
+        return self.process.wait(timeout=timeout)
 
 
 # Makes the pty (its stdin) the controlling terminal of the new session, then runs the
