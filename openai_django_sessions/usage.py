@@ -94,15 +94,9 @@ def session_annotations(prefix: str = "usage_") -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Totals:
+class Totals(UsageTotals):
     """A run's usage as recorded: the columns of ``AgentUsage``, plus what has no column."""
 
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
     cache_write_tokens: int = 0
     request_entries: int = 0
 

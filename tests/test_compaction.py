@@ -34,6 +34,7 @@ from openai_django_sessions.signals import (
     session_items_added,
 )
 from tests.conftest import in_requests
+from tests.test_runner import texts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,17 +75,6 @@ def canonical(item: dict[str, Any]) -> str:
 
 def always(context: dict[str, Any]) -> bool:
     return True
-
-
-def texts(items: list) -> list[str]:
-    found = []
-    for item in items:
-        content = item.get("content")
-        if isinstance(content, str):
-            found.append(content)
-        elif isinstance(content, list):
-            found.extend(part["text"] for part in content if "text" in part)
-    return found
 
 
 @pytest.fixture
