@@ -12,6 +12,7 @@ import pty
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,6 +128,8 @@ def test_arrow_keys_edit_the_line_and_ctrl_c_at_the_prompt_exits_cleanly(
         terminal.type("My name is Aa" + LEFT_ARROW + "d\r")  # fixed before Enter
         terminal.wait_for("Nice to meet you, Ada.")
         terminal.wait_for("you> ")
+        # As a person would, once the prompt is up: readline is then reading the line.
+        time.sleep(0.5)
         terminal.type(CTRL_C)
         status = terminal.exit_status()
     assert status == 0, terminal.output
@@ -141,6 +144,7 @@ def test_arrow_keys_edit_the_line_and_ctrl_c_at_the_prompt_exits_cleanly(
 def test_ctrl_d_at_the_prompt_exits_cleanly(database_url: str) -> None:
     with chat_in_terminal(database_url, "pty-2") as terminal:
         terminal.wait_for("you> ")
+        time.sleep(0.5)
         terminal.type(CTRL_D)
         status = terminal.exit_status()
     assert status == 0, terminal.output
