@@ -84,3 +84,15 @@ def vendor() -> str:
 
 async def count_rows(model: Any, **filters: Any) -> int:
     return await model.objects.filter(**filters).acount()
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    """A user named alice (the owner in ownership tests)."""
+    return django_user_model.objects.create_user("alice")
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    """A user named bob (someone else)."""
+    return django_user_model.objects.create_user("bob")

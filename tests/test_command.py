@@ -827,16 +827,6 @@ def test_exit_codes_follow_django_conventions() -> None:
 # -- owners, titles, metadata ---------------------------------------------------
 
 
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("bob")
-
-
 def own(session: AgentSession, owner: Any, title: str = "", **metadata: Any) -> AgentSession:
     AgentSession.objects.filter(pk=session.pk).update(owner=owner, title=title, metadata=metadata)
     session.refresh_from_db()

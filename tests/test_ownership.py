@@ -22,16 +22,6 @@ def msg(n: int, role: str = "user") -> dict[str, Any]:
     return {"role": role, "content": f"message {n}"}
 
 
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("bob")
-
-
 async def snapshot(session_id: str) -> tuple[Any, ...]:
     """What a refused call must leave as it was: the row, its timestamps, its messages."""
     row = (

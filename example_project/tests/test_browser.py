@@ -267,23 +267,13 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
 
 def admin_flow(page: Page, base_url: str, database_url: str) -> None:
     """The documented staff login, then the admin's view of a conversation."""
-    created = subprocess.run(
-        [sys.executable, "manage.py", "demo_admin"],
-        cwd=PROJECT_DIR,
-        env=server_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    password = re.search(r"password (\S+) \(shown once\)", created.stdout)
-    assert password is not None, created.stdout
+    password = printed_password(database_url, "demo_admin")
     page.goto(base_url + "/")
     page.get_by_role("button", name="New conversation").click()
     send(page, "What time is it in Tokyo?")
     page.get_by_role("link", name="Admin").click()
     page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(password[1])
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("rowheader", name="Agent sessions").get_by_role("link").click()
     page.get_by_role("link", name=re.compile(r"^web-")).first.click()
@@ -392,8 +382,13 @@ def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
 
 def create_user(database_url: str, username: str) -> str:
     """The password of ``username``, made with the documented ``manage.py demo_user``."""
+    return printed_password(database_url, "demo_user", "--username", username)
+
+
+def printed_password(database_url: str, *command: str) -> str:
+    """Run a ``manage.py`` command that creates a user; the password it prints once."""
     created = subprocess.run(
-        [sys.executable, "manage.py", "demo_user", "--username", username],
+        [sys.executable, "manage.py", *command],
         cwd=PROJECT_DIR,
         env=server_env(database_url),
         capture_output=True,
