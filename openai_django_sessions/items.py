@@ -49,25 +49,41 @@ class ItemEncoder(json.JSONEncoder):
         super().__init__(**kwargs)
 
 
+_encode = ItemEncoder(allow_nan=False).encode
+
+
 def encode(value: object) -> str:
     """``value`` as ``ItemEncoder`` writes it (raises as ``json.dumps`` does)."""
-    return json.dumps(value, cls=ItemEncoder, allow_nan=False)
+    return _encode(value)
+
+
+class JSONText(str):
+    """JSON text that ``encode`` wrote: a ``data`` value stored as it is, not encoded again."""
+
+    __slots__ = ()
 
 
 class CheckedItems(list[dict[str, Any]]):
     """Items that passed ``check_items``.
 
+    ``texts`` holds each item's JSON as checked (what is stored), in order.
     ``batch_size`` is how many of them one INSERT may carry so that its JSON
     stays within ``MAX_BATCH_BYTES``.
     """
 
     batch_size: int = 1
+    texts: list[JSONText]
 
-    def subset(self, items: list[dict[str, Any]]) -> CheckedItems:
-        """Some of these items, with the same ``batch_size`` (it holds for fewer too)."""
-        kept = CheckedItems(items)
+    def subset(self, indexes: list[int]) -> CheckedItems:
+        """The items at ``indexes``, with the same ``batch_size`` (it holds for fewer too)."""
+        kept = CheckedItems(self[i] for i in indexes)
+        kept.texts = [self.texts[i] for i in indexes]
         kept.batch_size = self.batch_size
         return kept
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One ``insert_messages`` row per item, its ``data`` the JSON already encoded."""
+        return [{"data": text} for text in self.texts]
 
 
 def check_items(items: object, *, vendor: str) -> CheckedItems:
@@ -83,20 +99,22 @@ def check_items(items: object, *, vendor: str) -> CheckedItems:
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise TypeError(f"items must be a list of dicts, not {type(items).__name__}")
     checked = CheckedItems()
+    checked.texts = []
     largest = 0
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise TypeError(f"items[{index}] must be a dict, not {type(item).__name__}")
-        size = _check_item(f"items[{index}]", item, vendor=vendor)
+        text, size = _check_item(f"items[{index}]", item, vendor=vendor)
         largest = max(largest, size)
         checked.append(item)
+        checked.texts.append(text)
     checked.batch_size = max(1, MAX_BATCH_BYTES // (largest + _ROW_OVERHEAD))
     return checked
 
 
-def _check_item(name: str, item: dict[str, Any], *, vendor: str) -> int:
-    """Check one item; return the size of its JSON in bytes."""
-    _check_structure(name, item)
+def _check_item(name: str, item: dict[str, Any], *, vendor: str) -> tuple[JSONText, int]:
+    """Check one item; return its JSON and the size of that in bytes."""
+    _check_structure(name, item, 1)
     try:
         text = encode(item)
     except (TypeError, ValueError) as exc:
@@ -117,7 +135,7 @@ def _check_item(name: str, item: dict[str, Any], *, vendor: str) -> int:
             f"{name} contains the character U+0000, which PostgreSQL's jsonb "
             "cannot store; remove it (for example str.replace('\\x00', '')) before adding"
         )
-    return size
+    return JSONText(text), size
 
 
 def check_json_object(name: str, value: dict[str, Any]) -> None:
@@ -142,29 +160,26 @@ def check_text(name: str, value: str) -> None:
         ) from None
 
 
-def _check_structure(name: str, item: dict[str, Any]) -> None:
-    # Iterative, so that an item nested thousands of levels deep gets this
-    # error and not a RecursionError.
-    pending: list[tuple[object, int]] = [(item, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-            for key in value:
-                if not isinstance(key, str):
-                    raise TypeError(
-                        f"{name} has a dict key that is not a str: {key!r:.40}; "
-                        "JSON keys are strings"
-                    )
-        elif isinstance(value, (list, tuple)):
-            children = value
-        else:
-            continue
-        if depth > MAX_DEPTH:
-            raise ValueError(
-                f"{name} is nested more than {MAX_DEPTH} levels deep (objects and arrays)"
-            )
-        pending.extend((child, depth + 1) for child in children)
+def _check_structure(name: str, value: Any, depth: int) -> None:
+    """Dict keys are ``str`` and containers nest at most ``MAX_DEPTH`` deep, from ``depth``.
+
+    Recursion stops at ``MAX_DEPTH``, so an item nested thousands of levels
+    deep gets this error and not a ``RecursionError``; scalars cost no call.
+    """
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{name} is nested more than {MAX_DEPTH} levels deep (objects and arrays)")
+    if isinstance(value, dict):
+        for key in value:
+            if type(key) is not str and not isinstance(key, str):
+                raise TypeError(
+                    f"{name} has a dict key that is not a str: {key!r:.40}; JSON keys are strings"
+                )
+        children: Any = value.values()
+    else:
+        children = value
+    for child in children:
+        if isinstance(child, (dict, list, tuple)):
+            _check_structure(name, child, depth + 1)
 
 
 def check_session_id(value: object) -> str:

@@ -408,13 +408,9 @@ class DjangoSession(SessionABC):
         fingerprints: list[str] = []
         if self.skip_duplicate_items:
             fingerprints = [_fingerprint(item) for item in checked]
-            kept = [
-                (print_, item)
-                for print_, item in zip(fingerprints, checked, strict=True)
-                if not self._stored[print_]
-            ]
-            fingerprints = [p for p, _ in kept]
-            checked = checked.subset([i for _, i in kept])
+            kept = [i for i, print_ in enumerate(fingerprints) if not self._stored[print_]]
+            fingerprints = [fingerprints[i] for i in kept]
+            checked = checked.subset(kept)
         if not checked:
             return False
 
@@ -428,7 +424,7 @@ class DjangoSession(SessionABC):
             )
             store.insert_messages(
                 session_pk=session_pk,
-                rows=[{"data": item} for item in checked],
+                rows=checked.rows(),
                 usage=_usage_values(recording),
                 batch_size=checked.batch_size,
             )
@@ -591,9 +587,7 @@ class DjangoSession(SessionABC):
                 if signals.session_compacted.has_listeners(DjangoSession):
                     removed = store.all_items(session_id=session_id)
                 store.delete_messages(session_id=session_id)
-            store.insert_messages(
-                session_pk=session_pk, rows=[{"data": item} for item in checked], usage=values
-            )
+            store.insert_messages(session_pk=session_pk, rows=checked.rows(), usage=values)
             self._on_commit(store.alias, signals.session_compacted, removed=removed, items=checked)
             return True, values is not None
 

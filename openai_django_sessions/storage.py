@@ -11,6 +11,7 @@ running the query on an indexed row.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -24,6 +25,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
+from .items import JSONText
 from .models import AgentSession, AgentUsage
 
 # Stand for the session id and the owner while the ORM compiles a statement; never sent.
@@ -430,7 +432,7 @@ class Storage:
                 batch = rows[start : start + per_batch]
                 values = [
                     [
-                        f.get_db_prep_save(row[f.attname], connection)
+                        _prepare(f, row[f.attname], connection)
                         if f.attname in row and f.attname != fk
                         else shared[f.attname]
                         if f.attname in shared
@@ -647,6 +649,21 @@ class Storage:
             f"DELETE FROM {messages} WHERE {foreign_key} = {session_pk}"
             f" ORDER BY {message_id} DESC LIMIT 1 RETURNING {data}"
         )
+
+
+class _AsIs(json.JSONEncoder):
+    """Hands back the ``JSONText`` it is given: that JSON was encoded once, when checked."""
+
+    def encode(self, o: Any) -> str:
+        return str(o)
+
+
+def _prepare(field: Field[Any, Any], value: Any, connection: BaseDatabaseWrapper) -> Any:
+    """``value`` as ``field.get_db_prep_save`` prepares it; ``JSONText`` is not encoded again."""
+    if isinstance(value, JSONText):
+        # The backend's own JSON adapter (psycopg's Jsonb on PostgreSQL), fed the text.
+        return connection.ops.adapt_json_value(value, _AsIs)
+    return field.get_db_prep_save(value, connection)
 
 
 def _refusal(session_id: str) -> str:
