@@ -36,19 +36,37 @@ async def run_to_completion[T](func: Callable[[], T]) -> T:
     result: concurrent.futures.Future[T] = concurrent.futures.Future()
     start = _Start()
 
-    def work() -> None:
+    def work() -> T:
         with start.lock:
             if start.abandoned:
-                return
+                raise asyncio.CancelledError
             start.started = True
         try:
-            result.set_result(func())
-        except BaseException as exc:  # handed to the awaiting coroutine
+            value = func()
+        except BaseException as exc:  # the helper raises it; ``result`` keeps it too
             result.set_exception(exc)
+            raise
+        result.set_result(value)
+        return value
 
     helper = asyncio.ensure_future(sync_to_async(work)())
+    try:
+        # The common case: nothing is cancelled, and the helper's result is the
+        # thread's. Shielded, so that a cancellation of the caller leaves it running.
+        return await asyncio.shield(helper)
+    except asyncio.CancelledError:
+        # The caller was cancelled, or the helper was (and not the thread).
+        pass
+    return await _wait_for_thread(helper, result, start)
+
+
+async def _wait_for_thread[T](
+    helper: asyncio.Future[T], result: concurrent.futures.Future[T], start: _Start
+) -> T:
+    """After a cancellation: wait until the work has finished, or is known never to run."""
+    task = asyncio.current_task()
+    cancelled = task is not None and task.cancelling() > 0
     finished = asyncio.wrap_future(result)
-    cancelled = False
     while not result.done():
         waiting: set[asyncio.Future[Any]] = {finished}
         if helper.done():

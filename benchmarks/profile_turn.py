@@ -1,0 +1,166 @@
+"""Where the time of a ``turn`` goes in ``DjangoSession``, layer by layer.
+
+    python benchmarks/profile_turn.py [--db sqlite|postgres|mysql] [--turns N] [--rounds N]
+
+Runs ``--turns`` turns (``get_items(limit=20)``, then ``add_items`` of 5 items, as in
+``bench.py``) on one conversation and splits the wall time of each into:
+
+- ``statements``: the driver executing SQL (``BEGIN`` included), timed around
+  ``cursor.execute`` by a Django execute wrapper;
+- ``commit``: the driver's ``COMMIT`` (on SQLite, the WAL write and its ``fdatasync``);
+- ``python``: the rest of the time inside the worker thread's functions: the
+  package's checks and routing, preparing parameters, Django's cursor and
+  transaction bookkeeping;
+- ``hop``: everything outside them: ``sync_to_async`` handing the call to the
+  worker thread and the result back, and the event loop.
+
+On SQLite the SDK's ``SQLiteSession`` runs the same turns on its own file, so its
+total stands beside them. Last, what one hop costs by itself: a call of a function
+that does nothing through ``sync_to_async`` (as ``DjangoSession`` makes them) and
+through ``asyncio.to_thread`` (as ``SQLiteSession`` does). Each figure is the median
+over ``--rounds`` rounds, in microseconds per turn (per call for the hops).
+Databases are set up as ``bench.py`` does (same settings and scratch database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench  # the benchmark's set-up and items, from beside this file
+
+LAYERS = ("hop", "python", "statements", "commit")
+
+
+class Clock:
+    """Seconds spent in each layer, added up while the turns run."""
+
+    def __init__(self) -> None:
+        self.spent = dict.fromkeys(("sync", "statements", "commit"), 0.0)
+
+    def timed[T](self, layer: str, func: Callable[..., T]) -> Callable[..., T]:
+        def timed_call(*args: Any, **kwargs: Any) -> T:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.spent[layer] += time.perf_counter() - start
+
+        return timed_call
+
+    def execute(self, execute: Callable[..., Any], *args: Any) -> Any:
+        return self.timed("statements", execute)(*args)
+
+
+def instrument(clock: Clock, session: Any) -> None:
+    """Time ``session``'s work in its worker thread, and that thread's connection."""
+    from django.db import connections
+
+    session._get_items = clock.timed("sync", session._get_items)
+    session._add_items = clock.timed("sync", session._add_items)
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.execute_wrappers.append(clock.execute)
+    connection._commit = clock.timed("commit", connection._commit)
+
+
+async def django_round(turns: int, round_no: int) -> dict[str, float]:
+    from asgiref.sync import sync_to_async
+
+    from openai_django_sessions import DjangoSession
+
+    session = DjangoSession(f"profile-{round_no}")
+    await session.add_items(bench.batch(0))
+    clock = Clock()
+    # The session's calls run in one worker thread (no request context): this one.
+    await sync_to_async(instrument)(clock, session)
+    start = time.perf_counter()
+    for n in range(turns):
+        await bench.turn(session, n, 20)
+    total = time.perf_counter() - start
+    spent = clock.spent
+    per_turn = {
+        "total": total,
+        "hop": total - spent["sync"],
+        "python": spent["sync"] - spent["statements"] - spent["commit"],
+        "statements": spent["statements"],
+        "commit": spent["commit"],
+    }
+    return {layer: seconds / turns * 1e6 for layer, seconds in per_turn.items()}
+
+
+async def sdk_round(path: Path, turns: int, round_no: int) -> float:
+    from agents import SQLiteSession
+
+    session = SQLiteSession(f"profile-{round_no}", str(path))
+    try:
+        await session.add_items(bench.batch(0))
+        start = time.perf_counter()
+        for n in range(turns):
+            await bench.turn(session, n, 20)
+        return (time.perf_counter() - start) / turns * 1e6
+    finally:
+        session.close()
+
+
+async def hop_round(calls: int) -> tuple[float, float]:
+    """Microseconds per call of a no-op through ``sync_to_async`` and ``asyncio.to_thread``."""
+    from asgiref.sync import sync_to_async
+
+    def nothing() -> None:
+        return None
+
+    start = time.perf_counter()
+    for _ in range(calls):
+        await sync_to_async(nothing)()
+    middle = time.perf_counter()
+    for _ in range(calls):
+        await asyncio.to_thread(nothing)
+    end = time.perf_counter()
+    return (middle - start) / calls * 1e6, (end - middle) / calls * 1e6
+
+
+async def profile(args: argparse.Namespace, workdir: Path) -> list[str]:
+    rounds: list[dict[str, float]] = []
+    sdk: list[float] = []
+    hops: list[tuple[float, float]] = []
+    for round_no in range(args.rounds):
+        rounds.append(await django_round(args.turns, round_no))
+        if args.db == "sqlite":
+            sdk.append(await sdk_round(workdir / "sdk.sqlite3", args.turns, round_no))
+        hops.append(await hop_round(args.turns * 2))
+    median = {layer: statistics.median(r[layer] for r in rounds) for layer in rounds[0]}
+    parts = ", ".join(f"{layer} {median[layer]:,.0f}" for layer in LAYERS)
+    lines = [f"DjangoSession: {median['total']:,.0f} us per turn ({parts})"]
+    if sdk:
+        lines.append(f"SQLiteSession: {statistics.median(sdk):,.0f} us per turn")
+    asgiref, threads = (statistics.median(hop[i] for hop in hops) for i in (0, 1))
+    lines.append(f"one hop: sync_to_async {asgiref:,.0f} us, asyncio.to_thread {threads:,.0f} us")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres", "mysql"), default="sqlite")
+    parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ods-profile-") as tmp:
+        workdir = Path(tmp)
+        server = bench.setup_django(args.db, workdir)
+        lines = asyncio.run(profile(args, workdir))
+    print(f"{args.db}, {args.turns} turns, median of {args.rounds} rounds; {bench.machine(server)}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
