@@ -14,7 +14,10 @@ history); Ctrl+D or Ctrl+C ends the chat.
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from asgiref.sync import async_to_sync
@@ -28,6 +31,27 @@ from chat.transcript import as_terminal_lines, build_transcript
 
 HELP_LINE = "Commands: /undo (remove the last exchange), /clear, /history, /quit."
 PROMPT = "you> "
+WAKE_SECONDS = 0.2
+
+
+@contextmanager
+def interrupts_seen_at_the_prompt() -> Iterator[None]:
+    """While reading a line, let a Ctrl+C that came just before the prompt end the chat.
+
+    CPython's readline loop raises ``KeyboardInterrupt`` only when a signal
+    interrupts its ``select()``: a Ctrl+C that lands while the prompt is being
+    set up (the previous answer just printed) is recorded but not raised until
+    the line is entered or another Ctrl+C comes. A no-op ``SIGALRM`` every
+    ``WAKE_SECONDS`` interrupts that ``select()``, and the recorded Ctrl+C is
+    raised then.
+    """
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    signal.setitimer(signal.ITIMER_REAL, WAKE_SECONDS, WAKE_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def plural(count: int, noun: str) -> str:
@@ -92,7 +116,8 @@ class Command(BaseCommand):
         """Read and answer lines until /quit or end of input (raised as ``EOFError``)."""
         while True:
             if interactive:
-                line = input(PROMPT)
+                with interrupts_seen_at_the_prompt():
+                    line = input(PROMPT)
             else:
                 line = stdin.readline()
                 if not line:
