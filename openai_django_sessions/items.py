@@ -170,7 +170,7 @@ def _check_structure(name: str, value: Any, depth: int) -> None:
         raise ValueError(f"{name} is nested more than {MAX_DEPTH} levels deep (objects and arrays)")
     if isinstance(value, dict):
         for key in value:
-            if type(key) is not str and not isinstance(key, str):
+            if not isinstance(key, str):
                 raise TypeError(
                     f"{name} has a dict key that is not a str: {key!r:.40}; JSON keys are strings"
                 )
