@@ -547,7 +547,7 @@ class Storage:
         params = []
         for field in fields:
             value = values[field.attname] if field.attname in values else _default(field, now)
-            params.append(field.get_db_prep_save(value, connection))
+            params.append(_prepare(field, value, connection))
         return params
 
     def _usage_params(self, session_pk: int, values: Mapping[str, Any]) -> list[Any]:
