@@ -2,8 +2,8 @@
 
 The blocks of a page run in order in one namespace, on SQLite, with the SDK's model
 provider answering through ``agents.testing.ScriptedModel`` (offline, deterministic).
-A block without a top-level ``await`` is sync code and runs in a worker thread, as a
-script or a task would; one with ``await`` runs on the event loop. Each ``async def``
+A block without a top-level ``await`` is sync code and runs in a thread of its own, as
+in a shell, a script or a task; one with ``await`` runs on the event loop. Each ``async def``
 view a block defines (a function whose first parameter is ``request``) is then
 requested through Django's ``AsyncClient``, as an anonymous visitor (who must be
 refused and store nothing) and as a signed-in user (who must get a 200 and own every
@@ -13,6 +13,7 @@ conversation stored).
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import re
 import sys
@@ -26,7 +27,7 @@ from agents import Model
 from agents.models.multi_provider import MultiProvider
 from agents.testing import ScriptedModel, assistant_message
 from agents.usage import Usage
-from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import AsyncClient, override_settings
 from django.urls import path
 
@@ -92,9 +93,17 @@ async def _run(block: Block, namespace: dict[str, Any]) -> None:
         if code.co_flags & inspect.CO_COROUTINE:
             await eval(code, namespace)
         else:
-            await sync_to_async(exec)(code, namespace)
+            await asyncio.to_thread(_exec_in_thread, code, namespace)
     except Exception as error:
         raise DocsBlockError(f"{block.where}: the block raised {error!r}") from error
+
+
+def _exec_in_thread(code: types.CodeType, namespace: dict[str, Any]) -> None:
+    """Sync code in a thread of its own, as in a shell, a script or a task."""
+    try:
+        exec(code, namespace)
+    finally:
+        connections.close_all()
 
 
 def _run_settings(block: Block) -> None:
