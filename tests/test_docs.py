@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -164,7 +166,7 @@ def _page(text: str) -> list[Block]:
 
 
 def test_a_block_without_a_language_is_an_error() -> None:
-    with pytest.raises(DocsBlockError, match="sample.md:2: a block without a language"):
+    with pytest.raises(DocsBlockError, match=r"sample\.md:2: a block without a language"):
         _page("Text\n```\nx = 1\n```\n")
 
 
@@ -224,3 +226,39 @@ def test_a_settings_fragment_defines_settings_only() -> None:
     (block,) = _page("<!-- docs-test: settings -->\n```python\nagent = 1\n```\n")
     with pytest.raises(DocsBlockError, match="a settings fragment defines"):
         _run_settings(block)
+
+
+# The reference: docs/reference/api.md is the one list of public names.
+
+
+def _documented() -> dict[str, set[str]]:
+    """Module → the names docs/reference/api.md documents in it."""
+    text = (ROOT / "docs" / "reference" / "api.md").read_text(encoding="utf-8")
+    documented: dict[str, set[str]] = {}
+    for target, members in re.findall(
+        r"^::: ([\w.]+)\n(?:(?:    .*\n)*?      members: \[([^\]]*)\])?", text, re.MULTILINE
+    ):
+        package, _, name = target.rpartition(".")
+        if package == "openai_django_sessions" and importlib.util.find_spec(target) is None:
+            documented.setdefault(package, set()).add(name)
+        elif members:
+            documented[target] = {name.strip() for name in members.split(",")}
+    return documented
+
+
+def test_the_reference_documents_every_name_that_exists() -> None:
+    for module_name, names in _documented().items():
+        module = importlib.import_module(module_name)
+        missing = sorted(name for name in names if not hasattr(module, name))
+        assert not missing, f"docs/reference/api.md documents {module_name}.{missing}"
+
+
+def test_the_reference_lists_exactly_the_public_names_of_modules_with_all() -> None:
+    documented = _documented()
+    assert documented["openai_django_sessions"] == set(
+        importlib.import_module("openai_django_sessions").__all__
+    )
+    for module_name, names in documented.items():
+        public = getattr(importlib.import_module(module_name), "__all__", None)
+        if public is not None:
+            assert names == set(public), f"docs/reference/api.md and {module_name}.__all__"
