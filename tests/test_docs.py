@@ -29,6 +29,7 @@ from agents import Model
 from agents.models.multi_provider import MultiProvider
 from agents.testing import ScriptedModel, assistant_message
 from agents.usage import Usage
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 from django.test import AsyncClient, override_settings
 from django.urls import path
@@ -142,20 +143,21 @@ async def _request_view(block: Block, view: Callable[..., Any], user_model: Any)
         return await client.get(url)
 
     where = f"{block.where} ({function.__name__})"
-    with override_settings(ROOT_URLCONF=URLCONF):
-        stored = await AgentSession.objects.acount()
-        anonymous = await call(AsyncClient())
-        assert anonymous.status_code in (302, 401, 403), f"{where}: anonymous visitor served"
-        assert await AgentSession.objects.acount() == stored, f"{where}: anonymous stored"
-
-        user = await user_model.objects.acreate_user(f"reader-{block.line}-{function.__name__}")
-        client = AsyncClient()
-        await client.aforce_login(user)
-        signed_in = await call(client)
-        assert signed_in.status_code == 200, f"{where}: {signed_in.status_code} for a user"
-        unowned = AgentSession.objects.exclude(owner=user)
-        assert await unowned.acount() == stored, f"{where}: stored without the user as owner"
-    del sys.modules[URLCONF]
+    try:
+        with override_settings(ROOT_URLCONF=URLCONF):
+            stored = await AgentSession.objects.acount()
+            anonymous = await call(AsyncClient())
+            assert anonymous.status_code in (302, 401, 403), f"{where}: anonymous visitor served"
+            assert await AgentSession.objects.acount() == stored, f"{where}: anonymous stored"
+            user = await user_model.objects.acreate_user(f"reader-{block.line}-{function.__name__}")
+            client = AsyncClient()
+            await client.aforce_login(user)
+            signed_in = await call(client)
+            assert signed_in.status_code == 200, f"{where}: {signed_in.status_code} for a user"
+            unowned = AgentSession.objects.exclude(owner=user)
+            assert await unowned.acount() == stored, f"{where}: stored without the user as owner"
+    finally:
+        del sys.modules[URLCONF]
 
 
 # The collector itself: what it refuses.
@@ -219,6 +221,21 @@ async def test_a_view_serving_anonymous_visitors_fails(django_user_model: Any) -
     namespace: dict[str, Any] = {}
     await _run(block, namespace)
     with pytest.raises(AssertionError, match="anonymous visitor served"):
+        await _request_view(block, namespace["chat"], django_user_model)
+
+
+async def test_a_view_reading_request_user_in_async_code_fails(
+    scripted_model: None, django_user_model: Any
+) -> None:
+    (block,) = _page(
+        "```python\nfrom django.contrib.auth.decorators import login_required\n"
+        "from django.http import JsonResponse\n\n"
+        "@login_required\nasync def chat(request):\n"
+        "    return JsonResponse({'id': f'user-{request.user.pk}'})\n```\n"
+    )
+    namespace: dict[str, Any] = {}
+    await _run(block, namespace)
+    with pytest.raises(SynchronousOnlyOperation):
         await _request_view(block, namespace["chat"], django_user_model)
 
 
