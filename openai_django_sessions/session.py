@@ -75,9 +75,10 @@ class DjangoSession(SessionABC):
 
     Args:
         session_id: the conversation's key, a non-empty str of at most 255 characters.
-        sessions_table, messages_table: table names; ``None`` uses the names from
-            ``OPENAI_DJANGO_SESSIONS`` (``agent_sessions`` / ``agent_messages``),
-            which are the migrated tables. Must be plain SQL identifiers.
+        sessions_table: the sessions' table name; ``None`` uses the name from
+            ``OPENAI_DJANGO_SESSIONS`` (``agent_sessions``), the migrated table.
+            Must be a plain SQL identifier.
+        messages_table: the messages' table name, likewise (``agent_messages``).
         create_tables: create the tables on first use if missing (development only;
             use ``migrate`` in production).
         session_settings: the SDK's ``SessionSettings`` (or a dict of its fields);
