@@ -712,6 +712,25 @@ def test_prune_dry_run_lists_what_would_go_and_deletes_nothing() -> None:
     assert AgentSession.objects.count() == 2 and AgentMessage.objects.count() == 8
 
 
+def test_prune_dry_run_counts_as_maintenance_prune_does_what_prune_then_deletes() -> None:
+    make_session("stale", CONVERSATION, idle=timedelta(days=8))
+    make_session("stale-empty", idle=timedelta(days=9))
+    make_session("fresh", CONVERSATION)
+
+    with CaptureQueriesContext(connection) as queries:
+        dry = run("prune", "--inactive-for", "1w", "--dry-run", verbosity=0)
+    # Quiet, it lists nothing: it only counts, as maintenance.prune(dry_run=True) does.
+    reads = [q["sql"].lstrip().upper() for q in queries]
+    reads = [sql for sql in reads if sql.startswith("SELECT")]
+    assert len(reads) == 2 and all(sql.startswith("SELECT COUNT(") for sql in reads), reads
+    assert maintenance.prune("default", inactive_for=timedelta(weeks=1), dry_run=True) == (
+        maintenance.PruneResult(sessions=2, messages=4)
+    )
+
+    assert dry.strip() == "Would delete 2 session(s) and 4 message(s)."
+    assert run("prune", "--inactive-for", "1w").strip() == "Deleted 2 session(s) and 4 message(s)."
+
+
 def test_prune_deletes_in_batches() -> None:
     for n in range(5):
         make_session(f"stale-{n}", CONVERSATION[:1], idle=timedelta(days=2))
@@ -780,7 +799,7 @@ def test_database_setting_is_the_default_alias(settings: Any) -> None:
         run("list")
 
 
-@pytest.mark.parametrize("subcommand", ["list", "show", "export", "import", "prune"])
+@pytest.mark.parametrize("subcommand", ["list", "show", "export", "import", "prune", "erase"])
 def test_every_subcommand_has_help_with_a_database_option(
     subcommand: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
