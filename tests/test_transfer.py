@@ -225,3 +225,36 @@ def test_a_session_is_exported_as_it_was_at_one_moment_while_its_history_is_repl
     [line] = sink.getvalue().splitlines()
     assert [item["data"] for item in json.loads(line)["items"]] == generation(0, 30)
     assert len(asyncio.run(session.get_items())) in (45, 12)  # the change did commit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exports_racing_twenty_replacements_each_write_one_whole_generation() -> None:
+    session = DjangoSession("racing")
+    asyncio.run(session.add_items(generation(0, 30)))
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def replace_twenty_times() -> None:
+        try:
+            for n in range(1, 21):
+                asyncio.run(session._atomic_replace_items(generation(n, 30 + n)))
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            done.set()
+            connections.close_all()
+
+    writer = threading.Thread(target=replace_twenty_times)
+    writer.start()
+    lines: list[str] = []
+    try:
+        while not done.is_set() or not lines:
+            lines += export("default")
+    finally:
+        writer.join()
+    assert not failures, failures
+
+    for line in lines:
+        items = [item["data"]["content"] for item in json.loads(line)["items"]]
+        n = int(items[0].split(",")[0].removeprefix("generation "))
+        assert items == [item["content"] for item in generation(n, 30 + n if n else 30)]
