@@ -34,6 +34,8 @@ from django.utils.translation import gettext_lazy as _
 from . import display, owners, routing, usage
 from .models import AgentMessage, AgentSession, session_id_contains
 
+__all__ = ["AgentSessionAdmin", "AgentSessionForm"]
+
 
 @dataclass(frozen=True)
 class ConversationRow:

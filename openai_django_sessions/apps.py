@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+__all__ = ["OpenAIDjangoSessionsConfig"]
+
 
 class OpenAIDjangoSessionsConfig(AppConfig):
     name = "openai_django_sessions"

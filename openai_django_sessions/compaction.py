@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     from .session import DjangoSession
 
+__all__ = ["CompactionSession"]
+
 # ``None`` on SDKs without atomic suffix replacement (before 0.2x, such as 0.8).
 Snapshot: Any = getattr(sdk_session, "_CompactionSnapshot", None)
 SNAPSHOTS_SUPPORTED = Snapshot is not None

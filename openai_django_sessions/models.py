@@ -20,6 +20,16 @@ from django.utils.translation import gettext_lazy as _
 from . import conf, usage
 from .items import ItemEncoder
 
+__all__ = [
+    "AbstractAgentMessage",
+    "AbstractAgentSession",
+    "AgentMessage",
+    "AgentSession",
+    "AgentSessionQuerySet",
+    "AgentUsage",
+    "SessionIdField",
+]
+
 
 class SessionIdField(models.CharField):
     """A ``CharField`` whose values compare exactly (byte for byte) on every database.
