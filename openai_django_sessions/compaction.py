@@ -8,7 +8,7 @@ The SDK's ``OpenAIResponsesCompactionSession`` replaces history in two ways:
 - manual ``run_compaction()`` replaces the whole history through
   ``_atomic_replace_items``.
 
-Both are underscore names of the SDK (present since 0.2x, absent in 0.8):
+Both are underscore names of the SDK (present since openai-agents 0.23.1, absent in 0.8 to 0.22.x):
 ``DjangoSession`` defines them, the SDK looks them up at run time, and an SDK
 that does not know them never calls them (it falls back to ``clear_session``
 then ``add_items``). Each replacement is one transaction under the session row's
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CompactionSession"]
 
-# ``None`` on SDKs without atomic suffix replacement (before 0.2x, such as 0.8).
+# ``None`` on SDKs without atomic suffix replacement (before 0.23.1, such as 0.8 and 0.22.3).
 Snapshot: Any = getattr(sdk_session, "_CompactionSnapshot", None)
 SNAPSHOTS_SUPPORTED = Snapshot is not None
 
