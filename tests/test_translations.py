@@ -69,14 +69,22 @@ def conversation() -> AgentSession:
     return session
 
 
+def in_french(client: Client, url: str, data: dict[str, str] | None = None) -> str:
+    """The page at ``url`` (posted ``data``, if any) as a French-speaking user gets it."""
+    with translation.override("fr"):
+        response = client.get(url) if data is None else client.post(url, data)
+    return response.content.decode()
+
+
+def change_url(session: AgentSession) -> str:
+    return reverse("admin:openai_django_sessions_agentsession_change", args=[session.pk])
+
+
 @pytest.mark.django_db
 def test_the_admin_changelist_reads_in_french(
     admin_client: Client, conversation: AgentSession
 ) -> None:
-    with translation.override("fr"):
-        html = admin_client.get(
-            reverse("admin:openai_django_sessions_agentsession_changelist")
-        ).content.decode()
+    html = in_french(admin_client, reverse("admin:openai_django_sessions_agentsession_changelist"))
 
     for label in ("Identifiant de session", "Propriétaire", "Jetons", "Dernière activité"):
         assert f">{label}</a>" in html, label
@@ -88,9 +96,7 @@ def test_the_admin_changelist_reads_in_french(
 def test_the_admin_change_page_reads_in_french(
     admin_client: Client, conversation: AgentSession
 ) -> None:
-    url = reverse("admin:openai_django_sessions_agentsession_change", args=[conversation.pk])
-    with translation.override("fr"):
-        html = admin_client.get(url).content.decode()
+    html = in_french(admin_client, change_url(conversation))
 
     for label in ("Identifiant de session", "Titre", "Métadonnées", "Consommation"):
         assert f">{label}" in html, label
@@ -102,8 +108,17 @@ def test_the_admin_change_page_reads_in_french(
 def test_metadata_that_is_not_an_object_is_refused_in_french(
     admin_client: Client, conversation: AgentSession
 ) -> None:
-    url = reverse("admin:openai_django_sessions_agentsession_change", args=[conversation.pk])
-    with translation.override("fr"):
-        response = admin_client.post(url, {"title": "t", "metadata": "[1]"})
+    html = in_french(admin_client, change_url(conversation), {"title": "t", "metadata": "[1]"})
 
-    assert "Les métadonnées doivent être un objet JSON" in response.content.decode()
+    assert "Les métadonnées doivent être un objet JSON" in html
+
+
+@pytest.mark.django_db
+def test_the_delete_page_counts_messages_in_french(
+    admin_client: Client, conversation: AgentSession
+) -> None:
+    url = reverse("admin:openai_django_sessions_agentsession_delete", args=[conversation.pk])
+
+    html = in_french(admin_client, url)
+
+    assert "Session d\u2019agent : en-français (2 messages)" in html

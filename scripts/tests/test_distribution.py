@@ -141,6 +141,38 @@ def test_the_sdist_carries_the_whole_test_suite_and_the_changelog(
     assert not [name for name in shipped if "__pycache__" in name or ".sqlite3" in name]
 
 
+def test_the_test_suite_runs_from_the_unpacked_sdist(
+    dists: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # A sample of the suite, on SQLite, with this interpreter's test tools: enough to
+    # show that its settings, fixtures and package resolve from the sdist alone.
+    with tarfile.open(dists[0]) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.iterdir()
+    env = clean_env() | {"TEST_DB": "sqlite", "TEST_DB_NAME": "ods_sdist"}
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_public_api.py",
+            "tests/test_checks.py",
+            "tests/test_translations.py",
+        ],
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout
+
+
 def test_the_wheel_installs_into_a_new_project_that_checks_and_migrates(
     dists: tuple[Path, Path], tmp_path: Path
 ) -> None:
