@@ -4,8 +4,9 @@
 known to build); ``twine check --strict`` reads both as PyPI would. The wheel is then
 installed into a virtualenv of its own (no test tools, no checkout on the path) and a
 project made by ``django-admin startproject`` runs ``check``, ``migrate`` and
-``makemigrations --check`` on SQLite with the app installed. Needs ``build`` and
-``twine`` (the ``dist`` dependency group) and the network to reach the package index.
+``makemigrations --check`` on SQLite with the app installed. Needs ``build``,
+``twine`` and ``trove-classifiers`` (the ``dist`` dependency group) and the network
+to reach the package index.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from trove_classifiers import classifiers as known_classifiers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,6 +100,13 @@ def test_the_distributions_carry_the_version_written_in_the_package(
 
     assert sdist.name == f"openai_django_sessions-{version}.tar.gz"
     assert wheel_metadata(wheel)["Version"] == version
+
+
+def test_every_classifier_is_one_the_package_index_accepts(dists: tuple[Path, Path]) -> None:
+    classifiers = wheel_metadata(dists[1]).get_all("Classifier") or []
+
+    assert [name for name in classifiers if name not in known_classifiers] == []
+    assert "License :: OSI Approved :: MIT License" not in classifiers  # the SPDX string says it
 
 
 def test_the_wheel_publishes_no_development_tools(dists: tuple[Path, Path]) -> None:
