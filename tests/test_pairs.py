@@ -43,6 +43,7 @@ from django.utils import timezone
 from openai_django_sessions import DjangoSession, routing, signals
 from openai_django_sessions.compaction import CompactionSession
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
+from openai_django_sessions.routers import shard_for
 from openai_django_sessions.usage import UsageTotals
 from tests.settings import SHARDS
 from tests.test_compaction import FakeClient, always
@@ -199,6 +200,15 @@ async def run(world: World, session_id: str, question: str, answer: str) -> None
     world.results[session_id].append(result)
 
 
+def fork_id_for(case: frozenset[str]) -> str:
+    """The fork's id: with shards, one placed on another shard than its source's."""
+    for n in itertools.count():
+        fork_id = f"pair-fork-{n}"
+        if "shards" not in case or shard_for(fork_id, SHARDS) != shard_for(SOURCE, SHARDS):
+            return fork_id
+    raise AssertionError("unreachable")
+
+
 async def play(case: frozenset[str], owner: Any) -> World:
     """Run the case's conversation: two turns, a second agent, a fork and a turn on it."""
     world = World(case)
@@ -212,9 +222,11 @@ async def play(case: frozenset[str], owner: Any) -> World:
         await run(world, source, "question 2", "second opinion")
         world.expected[source].append("second opinion")
     if "fork" in case:
-        fork_id = "pair-fork"
+        fork_id = fork_id_for(case)
         fork = await world.inner[source].afork(fork_id, keep=2)
         world.base[fork_id] = await fork.get_items()
+        # The fork holds the source's first two rows as stored (envelopes included).
+        assert world.base[fork_id] == (await world.inner[source].get_items())[:2]
         make_session(world, fork_id, owner, base=fork)
         await run(world, fork_id, "question 3", "answer 3")
         world.expected[fork_id] = [*world.expected[source][:2], "question 3", "answer 3"]
@@ -292,6 +304,7 @@ async def check_usage(world: World) -> None:
 
 async def check_owner(world: World, owner: Any, other: Any) -> None:
     """The owner lists exactly the case's sessions; another user reads none of them."""
+    await DjangoSession("pair-others", owner=other).add_items([{"role": "user", "content": "x"}])
     mine = AgentSession.objects.owned_by(owner).values_list("session_id", flat=True)
     assert sorted([s async for s in mine]) == sorted(world.inner)
     for session_id in world.inner:
