@@ -185,7 +185,9 @@ def _checked(check: Callable[[Any], Any], value: Any) -> Any:
     try:
         return check(value)
     except (TypeError, ValueError) as exc:
-        raise forms.ValidationError(_("Cannot store this: %(reason)s"), params={"reason": exc})
+        raise forms.ValidationError(
+            _("Cannot store this: %(reason)s"), params={"reason": exc}
+        ) from exc
 
 
 @admin.register(AgentSession)

@@ -8,6 +8,7 @@
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
 ``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
+``openai_django_sessions.E008``    ``MAX_ITEM_BYTES`` is not a positive number of bytes
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 =================================  =========================================================
 
@@ -38,12 +39,13 @@ TYPES: dict[str, tuple[type, ...]] = {
     "USAGE_TABLE": (str,),
     "DATABASE": (str, type(None)),
     "SHARDS": (list, tuple, type(None)),
+    "MAX_ITEM_BYTES": (int, type(None)),
 }
 
 
 @register()
 def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """E001 to E006: the setting's shape, types, table names and database alias."""
+    """E001 to E008: the setting's shape, types, table names, aliases and item limit."""
     value = conf.user_settings()
     name = conf.SETTING_NAME
     if not isinstance(value, dict):
@@ -108,7 +110,23 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
             )
         )
     errors += _shard_errors(value.get("SHARDS"))
+    errors += _item_limit_errors(value.get("MAX_ITEM_BYTES"))
     return errors
+
+
+def _item_limit_errors(limit: object) -> list[CheckMessage]:
+    # Other types are E003; True is an int to isinstance, not a size.
+    if not isinstance(limit, int) or (limit > 0 and not isinstance(limit, bool)):
+        return []
+    return [
+        Error(
+            f"{conf.SETTING_NAME}['MAX_ITEM_BYTES'] is {limit!r}; it must be a positive "
+            "number of bytes, or None.",
+            hint="For example 32 * 2**20 for 32 MiB. None follows the database: 64 MiB, "
+            "or what max_allowed_packet allows on MySQL/MariaDB.",
+            id=f"{ID}.E008",
+        )
+    ]
 
 
 def _shard_errors(shards: object) -> list[CheckMessage]:

@@ -404,7 +404,7 @@ class DjangoSession(SessionABC):
     ) -> bool:
         """Store ``items`` (and ``recording``); False if there was nothing to store."""
         store = self._storage(write=True)
-        checked = check_items(items, vendor=store.vendor)
+        checked = check_items(items, using=store.alias)
         fingerprints: list[str] = []
         if self.skip_duplicate_items:
             fingerprints = [_fingerprint(item) for item in checked]
@@ -426,7 +426,6 @@ class DjangoSession(SessionABC):
                 session_pk=session_pk,
                 rows=checked.rows(),
                 usage=_usage_values(recording),
-                batch_size=checked.batch_size,
             )
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
@@ -556,7 +555,7 @@ class DjangoSession(SessionABC):
         is sent on commit.
         """
         store = self._storage(write=True)
-        checked = check_items(output, vendor=store.vendor)
+        checked = check_items(output, using=store.alias)
         session_id = self.session_id
         values = _usage_values(recording)
         new_row = self._new_row_values(checked)

@@ -35,7 +35,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, connections, models
+from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
 
 from . import owners, routing, storage, transactions
@@ -485,7 +485,7 @@ def import_sessions(
         if record.owner is not None:
             usernames.setdefault(alias, set()).add(record.owner)
         try:
-            check_items([item.data for item in record.items], vendor=connections[alias].vendor)
+            check_items([item.data for item in record.items], using=alias)
         except (TypeError, ValueError) as exc:
             problems.append(f"{entry.where}: {exc}")
         if record.session_id in first_seen:
@@ -567,7 +567,6 @@ def _write(
     using: str, record: SessionRecord, replace: bool, batch_size: int, owner_key: Any
 ) -> bool:
     """Insert one session and its items, owned by ``owner_key``; True if it replaced one."""
-    checked = check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     # Lock the stored row first (as clear_session and prune do): a writer adding
     # to the session meanwhile waits for the import instead of adding a message
@@ -581,7 +580,7 @@ def _write(
     store.insert_messages(
         session_pk=session_pk,
         rows=[item.values for item in record.items],
-        batch_size=min(batch_size, checked.batch_size),
+        batch_size=batch_size,
     )
     return replaced
 
