@@ -25,6 +25,7 @@ from django.db import connections
 from django.utils import timezone
 
 from ... import display, maintenance, owners, routing, transfer, usage
+from ...items import check_session_id
 from ...models import AgentMessage, AgentSession, AgentUsage
 
 
@@ -146,6 +147,28 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        # Before routing or any query: a database would raise its own error for these.
+        for session_id in [options.get("session_id"), *(options.get("session_ids") or [])]:
+            if session_id is not None:
+                _text_argument("SESSION_ID", session_id)
+                try:
+                    check_session_id(session_id)
+                except ValueError as exc:
+                    raise CommandError(f"{exc}.") from exc
+        for option in ("owner", "search"):
+            if options.get(option) is not None:
+                _text_argument(f"--{option}", options[option])
+        for option in ("limit", "batch_size"):
+            if (options.get(option) or 0) > MAX_COUNT:
+                raise CommandError(
+                    f"--{option.replace('_', '-')} {options[option]} is too large: "
+                    f"it must be at most {MAX_COUNT:,}."
+                )
+        if options.get("inactive_for") is not None:
+            try:
+                maintenance.check_inactive_for(options["inactive_for"])
+            except ValueError as exc:
+                raise CommandError(f"--inactive-for {exc}.") from exc
         if subcommand == "show":
             # One session: the routing rule says where it lives.
             aliases = [
@@ -545,6 +568,13 @@ def _when(value: datetime) -> str:
 # call_command, the usage message and exit status 2 from the command line.
 
 
+# A value that parses but cannot be used (a duration reaching before the year 1,
+# a count no database takes) is refused by handle(): CommandError, status 1.
+
+# The largest count (LIMIT, batch size) every database accepts.
+MAX_COUNT = 2**63 - 1
+
+
 def _duration(text: str) -> timedelta:
     try:
         return maintenance.parse_duration(text)
@@ -560,6 +590,20 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def _text_argument(label: str, value: str) -> None:
+    """``CommandError`` unless ``value`` is text every database can compare.
+
+    Bytes that are not UTF-8 reach ``sys.argv`` as lone surrogates
+    (``surrogateescape``); they are shown as the bytes that were typed.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(f"{label} is not valid UTF-8 text: {os.fsencode(value)!r}.") from None
+    if "\x00" in value:
+        raise CommandError(f"{label} must not contain the character U+0000.")
 
 
 def _quote(aliases: list[str]) -> str:
