@@ -10,10 +10,12 @@
 ``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
 ``openai_django_sessions.E008``    ``MAX_ITEM_BYTES`` is not a positive number of bytes
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
+``openai_django_sessions.W002``    a sessions table on MySQL/MariaDB compares ids loosely
 =================================  =========================================================
 
-W001 needs a connection, so it is a database check: ``manage.py check
---database ALIAS`` and ``migrate`` run it.
+W001 and W002 need a connection, so they are database checks: ``manage.py
+check --database ALIAS`` and ``migrate`` run them. W002 is a warning, not an
+error, so that ``migrate`` (which converts the migrated table) still runs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import conf, routing
+from . import conf, routing, tables
 
 if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
@@ -183,6 +185,39 @@ def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
             '"IMMEDIATE") to this database\'s OPTIONS.',
             id=f"{ID}.W001",
         )
+    ]
+
+
+@register(Tags.database)
+def check_exact_ids(
+    app_configs: Iterable[Any] | None = None,
+    databases: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W002, for each MySQL/MariaDB alias the sessions are stored on among ``databases``."""
+    warnings: list[CheckMessage] = []
+    for alias in _sessions_aliases():
+        if alias in (databases or ()):
+            warnings += loose_id_warnings(alias)
+    return warnings
+
+
+def loose_id_warnings(alias: str) -> list[CheckMessage]:
+    """W002 for each table on ``alias`` shaped like a sessions table (``session_id``
+    and ``updated_at`` columns, as 0.1/0.2 created them) whose ids compare loosely."""
+    try:
+        found = tables.loose_id_tables(alias)
+    except DatabaseError:
+        return []  # an unreachable database is reported by Django's own checks
+    return [
+        Warning(
+            f"The table {table!r} on database {alias!r} compares session ids ignoring "
+            f"case, accents and trailing spaces (session_id is {collation}).",
+            hint="'alice' would read the conversation of 'Alice', so DjangoSession refuses "
+            f"this table. Convert it: {tables.conversion_command(alias, table)}",
+            id=f"{ID}.W002",
+        )
+        for table, collation in found
     ]
 
 

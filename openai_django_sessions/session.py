@@ -99,6 +99,9 @@ class DjangoSession(SessionABC):
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
     the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
     ``title`` and ``metadata`` raise ``ValueError`` (those tables lack the columns).
+    On MySQL/MariaDB, the first call on a table whose ``session_id`` column
+    compares ids ignoring case, accents or trailing spaces (one created by
+    0.1/0.2) raises ``tables.LooseSessionIds`` naming the command that converts it.
 
     The four protocol methods accept the SDK's keyword-only ``wrapper`` (its
     ``RunContextWrapper``), so the ``Runner`` hands the run context over; with it,
@@ -387,6 +390,7 @@ class DjangoSession(SessionABC):
         )
         if self.create_tables:
             tables.ensure_tables(alias, (self.session_model, self.message_model))
+        tables.require_exact_ids(alias, self.session_model)
         return storage.storage_for(self.session_model, self.message_model, alias)
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:

@@ -24,13 +24,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, owners, routing, transfer, usage
+from ... import conf, display, maintenance, owners, routing, tables, transfer, usage
 from ...items import check_session_id
 from ...models import AgentMessage, AgentSession, AgentUsage
 
 
 class Command(BaseCommand):
-    help = "Inspect and maintain stored agent sessions: list, show, export, import, prune."
+    help = (
+        "Inspect and maintain stored agent sessions: list, show, export, import, prune, "
+        "convert-ids."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
@@ -138,7 +141,19 @@ class Command(BaseCommand):
             help="Sessions deleted per transaction.",
         )
 
-        for sub in (listing, show, export, importing, prune):
+        convert = commands.add_parser(
+            "convert-ids",
+            help="Make a sessions table of 0.1/0.2 on MySQL/MariaDB compare ids exactly "
+            "(case, accents and trailing spaces count).",
+        )
+        convert.add_argument(
+            "--sessions-table",
+            metavar="TABLE",
+            default=None,
+            help="The table to convert (default: OPENAI_DJANGO_SESSIONS['SESSIONS_TABLE']).",
+        )
+
+        for sub in (listing, show, export, importing, prune, convert):
             sub.add_argument(
                 "--database",
                 metavar="ALIAS",
@@ -185,7 +200,7 @@ class Command(BaseCommand):
         for alias in aliases:
             if alias not in connections:
                 raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
-        handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
+        handler: Callable[..., None] = getattr(self, f"handle_{subcommand.replace('-', '_')}")
         try:
             handler(aliases, **options)
         except BrokenPipeError:
@@ -434,6 +449,32 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
             )
+
+    def handle_convert_ids(
+        self, aliases: list[str], *, sessions_table: str | None, **options: Any
+    ) -> None:
+        try:
+            table = (
+                conf.sessions_table()
+                if sessions_table is None
+                else conf.validate_table_name(sessions_table, "--sessions-table")
+            )
+        except ValueError as exc:
+            raise CommandError(f"{exc}.") from exc
+        for alias in aliases:
+            try:
+                was = tables.convert_ids(alias, table)
+            except LookupError as exc:
+                raise CommandError(str(exc)) from exc
+            if was is None:
+                self.stdout.write(
+                    f"{table!r} on database {alias!r} already compares session ids exactly."
+                )
+            else:
+                self.stdout.write(
+                    f"Converted {table!r} on database {alias!r}: session ids compared as "
+                    f"{was} now compare exactly."
+                )
 
     # -- output --------------------------------------------------------------------
 
