@@ -21,7 +21,7 @@ error, so that ``migrate`` (which converts the migrated table) still runs.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -154,11 +154,7 @@ def check_sqlite_wal(
     **kwargs: Any,
 ) -> list[CheckMessage]:
     """W001, for each alias the sessions are stored on that is among ``databases``."""
-    warnings: list[CheckMessage] = []
-    for alias in _sessions_aliases():
-        if alias in (databases or ()):
-            warnings += sqlite_wal_warnings(connections[alias])
-    return warnings
+    return _per_alias(databases, lambda alias: sqlite_wal_warnings(connections[alias]))
 
 
 def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
@@ -195,11 +191,7 @@ def check_exact_ids(
     **kwargs: Any,
 ) -> list[CheckMessage]:
     """W002, for each MySQL/MariaDB alias the sessions are stored on among ``databases``."""
-    warnings: list[CheckMessage] = []
-    for alias in _sessions_aliases():
-        if alias in (databases or ()):
-            warnings += loose_id_warnings(alias)
-    return warnings
+    return _per_alias(databases, loose_id_warnings)
 
 
 def loose_id_warnings(alias: str) -> list[CheckMessage]:
@@ -218,6 +210,18 @@ def loose_id_warnings(alias: str) -> list[CheckMessage]:
             id=f"{ID}.W002",
         )
         for table, collation in found
+    ]
+
+
+def _per_alias(
+    databases: Iterable[str] | None, check: Callable[[str], list[CheckMessage]]
+) -> list[CheckMessage]:
+    """``check`` of each alias the sessions are stored on that is among ``databases``."""
+    return [
+        message
+        for alias in _sessions_aliases()
+        if alias in (databases or ())
+        for message in check(alias)
     ]
 
 

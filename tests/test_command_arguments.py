@@ -3,28 +3,17 @@
 
 from __future__ import annotations
 
-import io
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from openai_django_sessions import DjangoSession
 from openai_django_sessions.models import AgentSession
+from tests.test_command import _manage, run
 
 pytestmark = pytest.mark.django_db
 
 # What Python makes of the byte 0xFF in a command-line argument (surrogateescape).
 NOT_UTF8 = b"chat-\xff".decode("utf-8", "surrogateescape")
-
-
-def run(*args: str) -> str:
-    out = io.StringIO()
-    call_command("agent_sessions", *args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -96,25 +85,6 @@ def test_the_largest_count_is_accepted() -> None:
     assert "Session 'chat': 0 item(s)" in run("show", "chat", "--limit", str(2**63 - 1))
     assert "Deleted 0 session(s)" in run(
         "prune", "--inactive-for", "1d", "--batch-size", str(2**63 - 1)
-    )
-
-
-def _manage(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "django",
-            "agent_sessions",
-            "--settings=tests.settings",
-            "--skip-checks",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
     )
 
 
