@@ -133,9 +133,7 @@ def _check_item(
             "valid Unicode and cannot be stored"
         ) from None
     if size > max_bytes:
-        raise ValueError(
-            f"{name} is {size:,} bytes as JSON, more than the {max_bytes:,} it may be{where}"
-        )
+        raise limits.too_large(name, size, max_bytes, where)
     if vendor == "postgresql" and "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError(
             f"{name} contains the character U+0000, which PostgreSQL's jsonb "

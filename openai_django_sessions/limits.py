@@ -58,6 +58,13 @@ def describe(alias: str) -> str:
     return f"on database {alias!r}; {setting} changes it"
 
 
+def too_large(name: str, size: int, max_bytes: int, where: str = "") -> ValueError:
+    """The error for ``name``, ``size`` bytes as JSON, over ``max_bytes`` (``where``: whose)."""
+    return ValueError(
+        f"{name} is {size:,} bytes as JSON, more than the {max_bytes:,} it may be{where}"
+    )
+
+
 def _packet_size(alias: str) -> int:
     with _lock:
         if alias in _packets:

@@ -401,9 +401,10 @@ class Storage:
         and ``limits.max_item_bytes`` (bytes of item JSON per statement, so that
         MariaDB's ``max_allowed_packet`` holds every one) allow, in order, so ids
         follow the order of ``rows``. ``data`` that is not ``JSONText`` yet is
-        encoded here, once. ``usage`` (values of a usage row, see ``insert_usage``)
-        is inserted with them: on PostgreSQL by the same statement (a
-        data-modifying ``WITH``), so it costs no round trip.
+        encoded here, once. An item over ``limits.max_item_bytes`` raises
+        ``ValueError`` before any row is sent. ``usage`` (values of a usage row,
+        see ``insert_usage``) is inserted with them: on PostgreSQL by the same
+        statement (a data-modifying ``WITH``), so it costs no round trip.
         """
         if not rows:
             if usage is not None:
@@ -421,11 +422,15 @@ class Storage:
         max_rows = connections[self.alias].ops.bulk_batch_size(fields, rows) or len(rows)
         if batch_size is not None:
             max_rows = min(max_rows, batch_size)
-        runs = limits.batches(
-            [json_size(row["data"]) for row in rows],
-            max_bytes=limits.max_item_bytes(self.alias),
-            max_rows=max_rows,
-        )
+        sizes = [json_size(row["data"]) for row in rows]
+        max_bytes = limits.max_item_bytes(self.alias)
+        for index, size in enumerate(sizes):
+            # Rows that were not checked here (a fork's, read from another
+            # database) are refused too, before any is sent.
+            if size > max_bytes:
+                where = f" ({limits.describe(self.alias)})"
+                raise limits.too_large(f"items[{index}]", size, max_bytes, where)
+        runs = limits.batches(sizes, max_bytes=max_bytes, max_rows=max_rows)
         connection = connections[self.alias]
         # The session and the timestamps are prepared once per call, not once per
         # row; other defaults per row (a callable default gives each row its own).

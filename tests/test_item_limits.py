@@ -108,6 +108,18 @@ async def test_a_fork_into_another_database_copies_items_the_library_accepted():
     assert await original.get_items() == items
 
 
+async def test_a_fork_into_a_database_whose_limit_the_items_exceed_is_refused_writing_nothing():
+    original = DjangoSession("over-the-target-limit")
+    await original.add_items([{"text": "x" * 900}, {"text": "x" * 2000}])
+
+    lowered = override_settings(OPENAI_DJANGO_SESSIONS={"MAX_ITEM_BYTES": 1000})
+    with lowered, pytest.raises(ValueError, match=r"items\[1\].*1,000.*MAX_ITEM_BYTES"):
+        await original.afork("refused-fork", using="other")
+
+    assert not await AgentSession.objects.using("other").filter(session_id="refused-fork").aexists()
+    assert len(await original.get_items()) == 2
+
+
 async def test_a_manual_compaction_stores_output_items_the_library_accepts():
     items = [big(n) for n in range(3)]
 
