@@ -1,8 +1,8 @@
 """Checking what ``DjangoSession`` and ``import`` are asked to store, before anything is written.
 
-Every check here is the same on every database, so an item (or a session id)
-is accepted everywhere or refused everywhere, with a ``TypeError`` or
-``ValueError`` that names it. The limits:
+Every check here but the item size is the same on every database, so an item
+(or a session id) is accepted everywhere or refused everywhere, with a
+``TypeError`` or ``ValueError`` that names it. The limits:
 
 - ``MAX_DEPTH``: objects and arrays nested at most 30 levels deep, counting
   the item itself. MariaDB's ``JSON`` columns refuse 32 levels; Python's own
