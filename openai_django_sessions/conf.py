@@ -7,6 +7,7 @@ OPENAI_DJANGO_SESSIONS = {
     "USAGE_TABLE": "agent_usage",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
+    "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
 }
 ```
 """
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "USAGE_TABLE": "agent_usage",
     "DATABASE": None,
     "SHARDS": None,
+    "MAX_ITEM_BYTES": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -94,3 +96,14 @@ def shards() -> list[str]:
     """The ``SHARDS`` aliases, ``[]`` when unset (the system checks report bad values)."""
     value = get("SHARDS")
     return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []
+
+
+def max_item_bytes() -> int | None:
+    """``MAX_ITEM_BYTES`` if it is a positive int, else ``None`` (the database's default).
+
+    Other values are reported by the system checks (``E003``, ``E008``).
+    """
+    value = get("MAX_ITEM_BYTES")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None

@@ -102,6 +102,9 @@ class DjangoSession(SessionABC):
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
     the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
     ``title`` and ``metadata`` raise ``ValueError`` (those tables lack the columns).
+    On MySQL/MariaDB, the first call on a table whose ``session_id`` column
+    compares ids ignoring case, accents or trailing spaces (one created by
+    0.1/0.2) raises ``tables.LooseSessionIds`` naming the command that converts it.
 
     The four protocol methods accept the SDK's keyword-only ``wrapper`` (its
     ``RunContextWrapper``), so the ``Runner`` hands the run context over; with it,
@@ -391,6 +394,7 @@ class DjangoSession(SessionABC):
         )
         if self.create_tables:
             tables.ensure_tables(alias, (self.session_model, self.message_model))
+        tables.require_exact_ids(alias, self.session_model)
         return storage.storage_for(self.session_model, self.message_model, alias)
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
@@ -408,7 +412,7 @@ class DjangoSession(SessionABC):
     ) -> bool:
         """Store ``items`` (and ``recording``); False if there was nothing to store."""
         store = self._storage(write=True)
-        checked = check_items(items, vendor=store.vendor)
+        checked = check_items(items, using=store.alias)
         fingerprints: list[str] = []
         if self.skip_duplicate_items:
             fingerprints = [_fingerprint(item) for item in checked]
@@ -430,7 +434,6 @@ class DjangoSession(SessionABC):
                 session_pk=session_pk,
                 rows=checked.rows(),
                 usage=_usage_values(recording),
-                batch_size=checked.batch_size,
             )
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
@@ -560,7 +563,7 @@ class DjangoSession(SessionABC):
         is sent on commit.
         """
         store = self._storage(write=True)
-        checked = check_items(output, vendor=store.vendor)
+        checked = check_items(output, using=store.alias)
         session_id = self.session_id
         values = _usage_values(recording)
         new_row = self._new_row_values(checked)

@@ -293,6 +293,37 @@ def test_metadata_that_is_not_an_object_is_refused(admin_client: Client) -> None
     assert AgentSession.objects.get().metadata == {}
 
 
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ('{"n": 1e400}', "cannot be stored as JSON"),
+        ('{"note": "a\\u0000b"}', "U+0000"),
+        ('{"a": ' * 40 + "1" + "}" * 40, "nested more than 30 levels"),
+        ('{"note": "\\ud800"}', "lone surrogate"),
+    ],
+    ids=["infinity", "nul", "40-levels", "lone-surrogate"],
+)
+def test_metadata_the_library_refuses_is_refused_by_the_form_with_its_reason(
+    admin_client: Client, metadata: str, reason: str
+) -> None:
+    session = make_session("chat")
+
+    response = admin_client.post(change_url(session), {"title": "", "metadata": metadata})
+
+    assert response.status_code == 200
+    assert reason in response.content.decode()
+    assert AgentSession.objects.get().metadata == {}
+
+
+def test_title_the_library_refuses_is_refused_by_the_form(admin_client: Client) -> None:
+    session = make_session("chat")
+
+    response = admin_client.post(change_url(session), {"title": "x" * 256, "metadata": "{}"})
+
+    assert response.status_code == 200
+    assert AgentSession.objects.get().title == ""
+
+
 def test_view_only_staff_cannot_change_title_or_metadata(
     staff_client: Client, django_user_model: Any
 ) -> None:
