@@ -158,7 +158,8 @@ class AgentSession(AbstractAgentSession):
     # so it means the same after export/import into another database. 0: an empty
     # fork; None: not a fork.
     forked_from_position = models.PositiveBigIntegerField(
-        _("forked from position"), null=True, blank=True)
+        _("forked from position"), null=True, blank=True
+    )
 
     objects = AgentSessionQuerySet.as_manager()
 
