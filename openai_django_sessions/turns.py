@@ -35,7 +35,7 @@ from typing import Any
 
 from agents.memory import Session
 
-__all__ = ["undone_on_failure", "undo_since"]
+__all__ = ["undo_since", "undone_on_failure"]
 
 
 async def stored_count(session: Session) -> int:
