@@ -9,7 +9,10 @@
 - what the next page of a conversation shows once: an error with the text the
   visitor had typed (after a refused send, the browser is redirected to the
   page, so Reload never sends again), or a note that a background turn ended;
-- whether the visitor last chose "Run in background".
+- whether the visitor last chose "Run in background";
+- the edits already sent ("Edit and resend"), by the token of the form that
+  sent them, so that the same form sent again (Back, then Send) opens the copy
+  it made instead of making another.
 
 Every function uses the session's async API, for the async views.
 """
@@ -26,6 +29,8 @@ CONVERSATIONS = "chat_conversations"
 PENDING = "chat_pending"
 NOTICES = "chat_notices"
 BACKGROUND = "chat_background"
+SENT_EDITS = "chat_sent_edits"
+MAX_SENT_EDITS = 20
 # A cookie-backed session could not hold more; a database one need not grow forever.
 MAX_CONVERSATIONS = 100
 SESSION_ID = re.compile(r"web-[a-z0-9]{16}")
@@ -109,3 +114,20 @@ async def prefers_background(request: HttpRequest) -> bool:
 
 async def set_prefers_background(request: HttpRequest, choice: bool) -> None:
     await request.session.aset(BACKGROUND, choice)
+
+
+def new_edit_token() -> str:
+    """A token for one "Edit and resend" form."""
+    return get_random_string(20)
+
+
+async def sent_edit(request: HttpRequest, token: str) -> dict[str, str] | None:
+    """``{"text", "fork"}`` of the edit the form ``token`` sent, or ``None``."""
+    return (await request.session.aget(SENT_EDITS, {})).get(token)
+
+
+async def record_sent_edit(request: HttpRequest, token: str, text: str, fork: str) -> None:
+    sent = dict(await request.session.aget(SENT_EDITS, {}))
+    sent[token] = {"text": text, "fork": fork}
+    # Dicts keep insertion order: the oldest edits are forgotten first.
+    await request.session.aset(SENT_EDITS, dict(list(sent.items())[-MAX_SENT_EDITS:]))
