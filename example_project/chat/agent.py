@@ -19,9 +19,9 @@ from openai_django_sessions.session import DjangoSession
 from openai_django_sessions.turns import undone_on_failure
 
 from chat import history
-from chat.transcript import pretty_arguments
 from chat.model_choice import chosen_model, uses_offline_model
 from chat.tools import TOOLS
+from chat.transcript import pretty_arguments
 
 INSTRUCTIONS = (
     "You are the assistant of a small demo chat whose history is stored in a Django "

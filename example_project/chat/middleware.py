@@ -22,7 +22,7 @@ TEMPLATES = {400: "chat/400.html", 403: "chat/403.html", 404: "chat/404.html"}
 
 
 def friendly(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    """``chat/400.html``, ``403.html`` or ``404.html`` instead of Django's page; JSON answers stay."""
+    """``chat/400.html``, ``403.html`` or ``404.html`` for Django's page; JSON answers stay."""
     template = TEMPLATES.get(response.status_code)
     if template is None or response.get("Content-Type", "").startswith("application/json"):
         return response

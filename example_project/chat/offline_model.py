@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 

@@ -57,9 +57,7 @@ MODEL_FAILED = (
     "The model could not answer just now. Your message was not added to the "
     "conversation: it is back in the box below, so you can send it again."
 )
-NOT_STORED = (
-    "This message could not be stored, so it was not sent. It is back in the box below."
-)
+NOT_STORED = "This message could not be stored, so it was not sent. It is back in the box below."
 INTERRUPTED = (
     "The reply was interrupted before it was complete (the page was closed or reloaded), "
     "so your message was not kept: it is back in the box below."
@@ -124,9 +122,7 @@ async def conversation_list(request: HttpRequest) -> HttpResponse:
 def _bubble_count() -> Coalesce:
     """The user and assistant messages of a conversation: its bubbles, not its tool items."""
     shown = (
-        AgentMessage.objects.filter(
-            session=OuterRef("pk"), data__role__in=["user", "assistant"]
-        )
+        AgentMessage.objects.filter(session=OuterRef("pk"), data__role__in=["user", "assistant"])
         .order_by()
         .values("session")
         .annotate(count=Count("pk"))
@@ -319,9 +315,7 @@ async def rename(request: HttpRequest, session_id: str) -> HttpResponse:
     elif "\x00" in title:
         error = "A title cannot contain the invisible null character."
     elif len(title) > TITLE_MAX_LENGTH:
-        error = (
-            f"Titles are limited to {TITLE_MAX_LENGTH} characters; this one has {len(title):,}."
-        )
+        error = f"Titles are limited to {TITLE_MAX_LENGTH} characters; this one has {len(title):,}."
     else:
         await agent.session_for(session_id, user).aupdate_details(title=title)
         await visitor.set_notice(request, session_id, info="Conversation renamed.")

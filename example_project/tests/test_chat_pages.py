@@ -52,6 +52,7 @@ def stored_texts(session_id: str) -> list[str]:
 
 def events(response) -> list[tuple[str, dict]]:
     """The server-sent events of a streamed response, as (name, data) pairs."""
+
     async def read() -> list[bytes]:
         return [chunk async for chunk in response.streaming_content]
 
