@@ -88,6 +88,10 @@ class Command(BaseCommand):
         interactive = stdin is sys.stdin and stdin.isatty() and sys.stdout.isatty()
         if interactive:
             import readline  # noqa: F401  # line editing and history for input()
+
+            # Started with Ctrl+C ignored (nohup, "&", a harness), the chat would
+            # inherit that and never end on Ctrl+C: a person at the prompt expects it to.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self.stdout.write(f"Conversation {session_id} (model: {model_label()})")
         self._print_history(session_id)
         self.stdout.write(HELP_LINE)
