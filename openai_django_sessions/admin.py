@@ -158,6 +158,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
     list_display = (
         "session_id",
         "title",
+        "fork",
         "owner",
         "message_count",
         "tokens",
@@ -231,6 +232,11 @@ class AgentSessionAdmin(admin.ModelAdmin):
         if changed:
             rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
             rows.update(**changed)
+
+    @admin.display(description="fork", boolean=True, ordering="forked_from")
+    def fork(self, obj: AgentSession) -> bool:
+        """Whether the conversation is a copy of another (``DjangoSession.afork``)."""
+        return bool(obj.forked_from)
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:

@@ -1,9 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class OpenAIDjangoSessionsConfig(AppConfig):
     name = "openai_django_sessions"
-    verbose_name = "Agent sessions"
+    # Not the model's "Agent sessions": the admin's breadcrumb shows both, one after the other.
+    verbose_name = _("Agent memory")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

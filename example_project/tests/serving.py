@@ -64,6 +64,8 @@ def uvicorn_server(
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--lifespan",
+                "off",  # as scripts/run-example: Django has no lifespan handler
             ],
             cwd=PROJECT_DIR,
             env=server_env(database_url),
