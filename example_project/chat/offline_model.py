@@ -116,8 +116,8 @@ class OfflineModel(Model):
                 sequence_number=sequence,
             )
             if isinstance(item, ResponseOutputMessage):
-                for word in _words(_text_of(item)):
-                    await self.between_words(items)
+                for position, word in enumerate(_words(_text_of(item))):
+                    await self.before_word(items, position)
                     sequence += 1
                     yield ResponseTextDeltaEvent(
                         type="response.output_text.delta",
@@ -139,8 +139,11 @@ class OfflineModel(Model):
             type="response.completed", response=response, sequence_number=sequence + 1
         )
 
-    async def between_words(self, items: list[dict[str, Any]]) -> None:
-        """Wait before the next word of a streamed answer to ``items`` (tests hold it here)."""
+    async def before_word(self, items: list[dict[str, Any]], position: int) -> None:
+        """Wait before word ``position`` of a streamed answer to ``items``.
+
+        A pause, so the page shows the answer growing (tests hold the answer here).
+        """
         await asyncio.sleep(WORD_PAUSE)
 
 

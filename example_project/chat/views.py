@@ -487,8 +487,6 @@ async def _conversation_page(request: HttpRequest, session_id: str) -> HttpRespo
     return TemplateResponse(request, "chat/conversation.html", context)
 
 
-# Never cached: Back to the form after sending shows it as it is now.
-@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 async def edit(request: HttpRequest, session_id: str, index: int) -> HttpResponse:
@@ -498,8 +496,8 @@ async def edit(request: HttpRequest, session_id: str, index: int) -> HttpRespons
     conversation (``DjangoSession.afork``), runs the edited text there and shows
     it; the original stays as it was. ``index`` must still hold the message the
     page showed (``original``): if the history changed meanwhile (another tab, the
-    terminal), nothing is forked and the page says so. The same form sent again
-    with the same text (Back, then Send) opens the copy it made: one edit, one copy.
+    terminal), nothing is forked and the page says so. The same edit sent again
+    (Back, then Send) opens the copy it made, if it still exists: one edit, one copy.
     """
     user = await _require_owned(request, session_id)
     items = [
@@ -517,21 +515,19 @@ async def edit(request: HttpRequest, session_id: str, index: int) -> HttpRespons
             "original": original,
             "draft": notice["draft"] or original,
             "error": notice["error"],
-            "token": visitor.new_edit_token(),
             "max_length": MAX_MESSAGE_LENGTH,
             "model_label": model_label(),
         }
         return TemplateResponse(request, "chat/edit.html", context)
     text = _posted_text(request)
-    token = request.POST.get("token", "")
-    sent = await visitor.sent_edit(request, token) if token else None
-    if sent is not None and sent["text"] == text:
+    sent = await visitor.sent_edit(request, session_id, index, original, text)
+    if sent is not None and await AgentSession.objects.filter(session_id=sent).aexists():
         await visitor.set_notice(
             request,
-            sent["fork"],
+            sent,
             info="This edit was already sent: here is the copy it made. Nothing was sent twice.",
         )
-        return redirect("chat:conversation", session_id=sent["fork"])
+        return redirect("chat:conversation", session_id=sent)
     error = await _refusal(request, session_id, text)
     if error is None and request.POST.get("original", "") != original:
         error = (
@@ -543,8 +539,7 @@ async def edit(request: HttpRequest, session_id: str, index: int) -> HttpRespons
     fork_id = visitor.new_session_id()
     await agent.fork_before(session_id, user, fork_id, index)
     await visitor.add_conversation(request, fork_id)
-    if token:
-        await visitor.record_sent_edit(request, token, text, fork_id)
+    await visitor.record_sent_edit(request, session_id, index, original, text, fork_id)
     error = await _run_turn(session_id=fork_id, text=text, user=user)
     if error is not None:
         await visitor.set_notice(request, fork_id, error=error, draft=_kept(text))

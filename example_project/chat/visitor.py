@@ -10,15 +10,16 @@
   visitor had typed (after a refused send, the browser is redirected to the
   page, so Reload never sends again), or a note that a background turn ended;
 - whether the visitor last chose "Run in background";
-- the edits already sent ("Edit and resend"), by the token of the form that
-  sent them, so that the same form sent again (Back, then Send) opens the copy
-  it made instead of making another.
+- the edits already sent ("Edit and resend"): the same edit sent again (Back,
+  then Send) opens the copy it made instead of making an identical one.
 
 Every function uses the session's async API, for the async views.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -116,18 +117,23 @@ async def set_prefers_background(request: HttpRequest, choice: bool) -> None:
     await request.session.aset(BACKGROUND, choice)
 
 
-def new_edit_token() -> str:
-    """A token for one "Edit and resend" form."""
-    return get_random_string(20)
+def _edit_key(session_id: str, index: int, original: str, text: str) -> str:
+    """One edit: ``text`` in place of ``original`` at ``index`` of ``session_id``."""
+    return hashlib.sha256(json.dumps([session_id, index, original, text]).encode()).hexdigest()
 
 
-async def sent_edit(request: HttpRequest, token: str) -> dict[str, str] | None:
-    """``{"text", "fork"}`` of the edit the form ``token`` sent, or ``None``."""
-    return (await request.session.aget(SENT_EDITS, {})).get(token)
+async def sent_edit(
+    request: HttpRequest, session_id: str, index: int, original: str, text: str
+) -> str | None:
+    """The copy this very edit was sent in, if the visitor sent it already."""
+    sent = await request.session.aget(SENT_EDITS, {})
+    return sent.get(_edit_key(session_id, index, original, text))
 
 
-async def record_sent_edit(request: HttpRequest, token: str, text: str, fork: str) -> None:
+async def record_sent_edit(
+    request: HttpRequest, session_id: str, index: int, original: str, text: str, fork: str
+) -> None:
     sent = dict(await request.session.aget(SENT_EDITS, {}))
-    sent[token] = {"text": text, "fork": fork}
+    sent[_edit_key(session_id, index, original, text)] = fork
     # Dicts keep insertion order: the oldest edits are forgotten first.
     await request.session.aset(SENT_EDITS, dict(list(sent.items())[-MAX_SENT_EDITS:]))
