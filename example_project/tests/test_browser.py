@@ -403,8 +403,9 @@ def failed_turn_flow(page: Page, base_url: str) -> None:
     page.set_viewport_size({"width": 900, "height": 600})
     page.goto(base_url + "/")
     page.get_by_role("button", name="New conversation").click()
+    page.get_by_label("Run in background").uncheck()  # the choice is remembered from before
     for number in range(4):
-        send(page, f"This is message {number} of a long conversation")
+        send(page, f"Line {number} of a long conversation")
     page.get_by_label("Message").fill("My name is Ada (fail once)")
     page.get_by_role("button", name="Send").click()
     error = page.get_by_test_id("error")
