@@ -58,12 +58,15 @@ async def run_turn(session_id: str, text: str, owner: Any = None) -> RunResult:
     """Run one turn: ``text`` plus the stored history in, new items stored.
 
     The SDK reads the history from the session and appends the user message,
-    tool calls and the answer to it. A turn that fails leaves no trace: what
-    the SDK stored before the failure is removed (``turns.undone_on_failure``),
-    so sending the same message again stores it once.
+    tool calls and the answer to it. One turn at a time per conversation, in
+    every tab, process and the terminal: while another turn holds the
+    conversation, ``SessionBusy`` is raised at once and nothing is stored. A
+    turn that fails leaves no trace: what the SDK stored before the failure is
+    removed (``turns.undone_on_failure``), so sending it again stores it once.
     """
     session = session_for(session_id, owner)
-    async with undone_on_failure(session):
+    # The lease first: the undo happens while the conversation is still held.
+    async with session.exclusive(timeout=0.0), undone_on_failure(session):
         return await Runner.run(
             build_agent(), text, session=session, run_config=_run_config(), max_turns=MAX_TURNS
         )
@@ -85,14 +88,14 @@ class TurnEvent:
 
 
 async def stream_turn(session_id: str, text: str, owner: Any = None) -> AsyncIterator[TurnEvent]:
-    """Run one turn as ``run_turn`` does, yielding its answer as it is written.
+    """Run one turn as ``run_turn`` does (one at a time), yielding its answer as it is written.
 
     If the caller stops (the page was closed: the iteration is cancelled), the
     run is cancelled and, once it has settled, what it stored is removed, as
     for a failed turn: the history is the one before the message was sent.
     """
     session = session_for(session_id, owner)
-    async with undone_on_failure(session):
+    async with session.exclusive(timeout=0.0), undone_on_failure(session):
         result = Runner.run_streamed(
             build_agent(), text, session=session, run_config=_run_config(), max_turns=MAX_TURNS
         )

@@ -42,6 +42,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from openai_django_sessions import SessionBusy
 from openai_django_sessions.details import TITLE_MAX_LENGTH
 from openai_django_sessions.models import AgentMessage, AgentSession
 
@@ -61,6 +62,10 @@ NOT_STORED = "This message could not be stored, so it was not sent. It is back i
 INTERRUPTED = (
     "The reply was interrupted before it was complete (the page was closed or reloaded), "
     "so your message was not kept: it is back in the box below."
+)
+BUSY = (
+    "A reply is still being written in this conversation (in another tab or window). "
+    "Wait for it, then send your message again: it is back in the box below."
 )
 NUL_REMOVED = (
     "Your message contained an invisible null character, which cannot be stored. "
@@ -268,9 +273,10 @@ async def _run_turn(*, session_id: str, text: str, user: Any) -> str | None:
     return await _failure(agent.run_turn(session_id, text, user), session_id)
 
 
-# What a turn may fail with and the page tells: a message the session refuses
-# to store (``ValueError``/``TypeError``), a model or SDK failure. Anything else is a bug.
-TURN_FAILURES = (ValueError, TypeError, AgentsException, openai.OpenAIError)
+# What a turn may fail with and the page tells: another turn holding the
+# conversation, a message the session refuses to store (``ValueError``/``TypeError``),
+# a model or SDK failure. Anything else is a bug.
+TURN_FAILURES = (SessionBusy, ValueError, TypeError, AgentsException, openai.OpenAIError)
 
 
 async def _failure(turn: Awaitable[object], session_id: str) -> str | None:
@@ -284,6 +290,8 @@ async def _failure(turn: Awaitable[object], session_id: str) -> str | None:
 
 def _failure_message(exc: BaseException, session_id: str) -> str:
     """What the page says about a failed turn; the reason itself is logged."""
+    if isinstance(exc, SessionBusy):
+        return BUSY
     logger.warning("turn of %s failed: %r", session_id, exc)
     return NOT_STORED if isinstance(exc, (ValueError, TypeError)) else MODEL_FAILED
 

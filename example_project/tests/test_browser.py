@@ -46,6 +46,7 @@ SCREENSHOTS = {
         "error-in-view",
         "admin-1280",
         "admin-1600",
+        "two-tabs",
     )
 }
 POSTGRES_SCREENSHOTS = {
@@ -105,6 +106,7 @@ def test_conversation_flow_on_sqlite(browser: Browser, page: Page, tmp_path: Pat
         edit_flow(page, base_url, screenshots=True)
         closed_mid_reply_flow(browser, base_url, database_url, SCREENSHOTS)
         failed_turn_flow(page, base_url)
+        two_tabs_flow(browser, base_url, database_url)
         phone_flow(browser, base_url, database_url)
         admin_flow(page, base_url, database_url)
         ownership_flow(browser, base_url, database_url)
@@ -393,6 +395,47 @@ def closed_mid_reply_flow(
         page.screenshot(path=str(screenshots["tab-closed"]), full_page=True)
         send(page, "What is my name?")  # the conversation goes on
         expect(page.locator('[data-role="assistant"]').last).to_contain_text("Your name is Ada")
+    finally:
+        context.close()
+
+
+def two_tabs_flow(browser: Browser, base_url: str, database_url: str) -> None:
+    """One turn at a time: while one tab's reply is written, the other tab's send is
+    refused with its text kept; once the first is over, it goes through."""
+    context = browser.new_context(viewport={"width": 900, "height": 1000})
+    first = context.new_page()
+    try:
+        first.goto(base_url + "/")
+        sign_in(first, "twotabs", create_user(database_url, "twotabs"))
+        first.get_by_role("button", name="New conversation").click()
+        send(first, "My name is Ada")
+        session_id = first.url.rstrip("/").rsplit("/", 1)[1]
+        before = stored_history(database_url, session_id)
+        second = context.new_page()
+        second.goto(first.url)
+
+        first.get_by_label("Message").fill("Tell me something (hold)")
+        first.get_by_role("button", name="Send").click()
+        expect(first.locator('[data-role="assistant"][data-streaming]')).to_have_text(
+            "Offline model: You"
+        )
+        second.get_by_label("Message").fill("What is my name?")
+        second.get_by_role("button", name="Send").click()
+        expect(second.get_by_test_id("error")).to_contain_text(
+            "A reply is still being written in this conversation"
+        )
+        expect(second.get_by_label("Message")).to_have_value("What is my name?")
+        expect(second.locator('[data-role="user"]')).to_have_text(["My name is Ada"])
+        second.screenshot(path=str(SCREENSHOTS["two-tabs"]), full_page=True)
+
+        first.close()  # the held reply is cancelled, the conversation free again
+        wait_for_history(database_url, session_id, before)
+        second.reload()
+        send(second, "What is my name?")
+        expect(second.locator('[data-role="assistant"]').last).to_contain_text("Your name is Ada")
+        expect(second.locator('[data-role="user"]')).to_have_text(
+            ["My name is Ada", "What is my name?"]
+        )
     finally:
         context.close()
 

@@ -302,3 +302,49 @@ def test_a_post_too_large_to_read_gets_a_page_for_people_even_with_debug_on(
     html = response.content.decode()
     assert 'data-testid="bad-request"' in html
     assert "RequestDataTooBig" not in html and "Traceback" not in html
+
+
+# -- one turn at a time --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_send_while_another_turn_holds_the_conversation_is_refused_and_kept() -> None:
+    """Another tab, process or the terminal holds the conversation's lease: the send
+    and the streamed send store nothing and say so, the text back in the box."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from chat import agent
+
+    user = await sync_to_async(get_user_model().objects.create)(username="ada")
+    client = AsyncClient()
+    await client.aforce_login(user)
+    session_id = (await client.post(reverse("chat:new"))).url.rstrip("/").rsplit("/", 1)[1]
+    await client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
+    conversation = reverse("chat:conversation", args=[session_id])
+
+    async with agent.session_for(session_id, user).exclusive(timeout=0.0):
+        await client.post(reverse("chat:send", args=[session_id]), {"message": "first tab"})
+        html = (await client.get(conversation)).content.decode()
+        assert "A reply is still being written in this conversation" in html
+        assert ">first tab</textarea>" in html
+        streamed = await client.post(
+            reverse("chat:stream", args=[session_id]), {"message": "second tab"}
+        )
+        sent = b"".join([chunk async for chunk in streamed.streaming_content]).decode()
+        assert "event: failed" in sent
+        html = (await client.get(conversation)).content.decode()
+        assert "A reply is still being written in this conversation" in html
+        assert ">second tab</textarea>" in html
+
+    count = (
+        await AgentSession.objects.filter(session_id=session_id).values_list("session_id").acount()
+    )
+    assert count == 1
+    texts = await sync_to_async(stored_texts)(session_id)
+    assert texts == [
+        "My name is Ada",
+        "Offline model: Nice to meet you, Ada. I will remember your name.",
+    ]
+    await client.post(reverse("chat:send", args=[session_id]), {"message": "first tab"})
+    assert (await sync_to_async(stored_texts)(session_id))[2] == "first tab"  # free again
