@@ -98,3 +98,18 @@ def _wait_for(base_url: str, process: subprocess.Popen[bytes], log: Path) -> Non
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise RuntimeError(f"uvicorn did not answer on {base_url} within 60 s:\n{log.read_text()}")
+
+
+def stored_history(database_url: str, session_id: str) -> str:
+    """The conversation's stored items as ``manage.py chat`` prints them, before its prompt."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "chat", session_id],
+        input="/quit\n",
+        cwd=PROJECT_DIR,
+        env=server_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.partition("Commands:")[0]

@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from psycopg import sql
 
-from tests.serving import PROJECT_DIR, server_env, uvicorn_server
+from tests.serving import PROJECT_DIR, server_env, stored_history, uvicorn_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -355,8 +355,7 @@ def closed_mid_reply_flow(
         password = create_user(database_url, "streamer")
         sign_in(page, "streamer", password)
         page.get_by_role("button", name="New conversation").click()
-        conversation_url = page.url
-        session_id = conversation_url.rstrip("/").rsplit("/", 1)[1]
+        session_id = page.url.rstrip("/").rsplit("/", 1)[1]
         send(page, "My name is Ada")
         before = stored_history(database_url, session_id)
 
@@ -370,33 +369,37 @@ def closed_mid_reply_flow(
         expect(page.get_by_test_id("typing")).to_have_text("Writing a reply…")
         expect(page.get_by_test_id("tool-output")).to_have_text("12 * (3 + 4) = 84")
         expect(page.locator('[data-role="assistant"]')).to_have_count(1)
-        page.close()
-        wait_for_history(database_url, session_id, before)
+        page = reopened(
+            page, database_url, session_id, before, "What is 12 * (3 + 4)? (hold first)"
+        )
 
         # Held after three words: the reply is seen growing, then the tab is closed.
-        page = context.new_page()
-        page.goto(conversation_url)
-        expect(page.get_by_test_id("error")).to_contain_text("The reply was interrupted")
-        expect(page.get_by_label("Message")).to_have_value("What is 12 * (3 + 4)? (hold first)")
         page.get_by_label("Message").fill("Tell me something (hold)")
         page.get_by_role("button", name="Send").click()
         streaming = page.locator('[data-role="assistant"][data-streaming]')
         expect(streaming).to_have_text("Offline model: You")
         expect(page.get_by_test_id("typing")).to_have_count(0)
         page.screenshot(path=str(screenshots["streaming"]), full_page=True)
-        page.close()
-        wait_for_history(database_url, session_id, before)
-
-        page = context.new_page()
-        page.goto(conversation_url)
-        expect(page.get_by_test_id("error")).to_contain_text("The reply was interrupted")
-        expect(page.get_by_label("Message")).to_have_value("Tell me something (hold)")
+        page = reopened(page, database_url, session_id, before, "Tell me something (hold)")
         expect(page.locator('[data-role="user"]')).to_have_text(["My name is Ada"])
         page.screenshot(path=str(screenshots["tab-closed"]), full_page=True)
         send(page, "What is my name?")  # the conversation goes on
         expect(page.locator('[data-role="assistant"]').last).to_contain_text("Your name is Ada")
     finally:
         context.close()
+
+
+def reopened(page: Page, database_url: str, session_id: str, before: str, text: str) -> Page:
+    """Close ``page`` mid-reply; once the run is undone, the conversation in a new tab,
+    which says the reply was interrupted and offers ``text`` back in the box."""
+    url, context = page.url, page.context
+    page.close()
+    wait_for_history(database_url, session_id, before)
+    page = context.new_page()
+    page.goto(url)
+    expect(page.get_by_test_id("error")).to_contain_text("The reply was interrupted")
+    expect(page.get_by_label("Message")).to_have_value(text)
+    return page
 
 
 def two_tabs_flow(browser: Browser, base_url: str, database_url: str) -> None:
@@ -596,21 +599,6 @@ def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
     finally:
         for page in pages.values():
             page.context.close()
-
-
-def stored_history(database_url: str, session_id: str) -> str:
-    """The conversation's stored items as ``manage.py chat`` prints them."""
-    shown = subprocess.run(
-        [sys.executable, "manage.py", "chat", session_id],
-        input="/quit\n",
-        cwd=PROJECT_DIR,
-        env=server_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return shown.stdout.partition("Commands:")[0]
 
 
 def wait_for_history(database_url: str, session_id: str, expected: str) -> None:

@@ -20,6 +20,7 @@ from django.test import Client
 from django.urls import reverse
 from openai_django_sessions.models import AgentSession
 
+from chat import history
 from chat.offline_model import OfflineModel
 from tests.serving import PROJECT_DIR
 
@@ -40,14 +41,12 @@ def page(client: Client, session_id: str) -> str:
 
 def stored_texts(session_id: str) -> list[str]:
     row = AgentSession.objects.get(session_id=session_id)
-    texts = []
-    for data in row.messages.order_by("pk").values_list("data", flat=True):
-        content = data.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(part["text"] for part in content if "text" in part)
-    return texts
+    items = row.messages.order_by("pk").values_list("data", flat=True)
+    return [
+        history.message_text(item)
+        for item in items
+        if history.is_user_message(item) or history.is_assistant_message(item)
+    ]
 
 
 def events(response) -> list[tuple[str, dict]]:

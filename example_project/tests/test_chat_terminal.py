@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import PROJECT_DIR, migrate, server_env
+from tests.serving import PROJECT_DIR, migrate, server_env, stored_history
 
 LEFT_ARROW = "\x1b[D"
 CTRL_C = "\x03"
@@ -111,20 +111,6 @@ def database_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
     migrate(url)
     return url
-
-
-def stored_history(database_url: str, session_id: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "chat", session_id],
-        input="/quit\n",
-        cwd=PROJECT_DIR,
-        env=server_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout.partition("Commands:")[0]
 
 
 def test_arrow_keys_edit_the_line_and_ctrl_c_at_the_prompt_exits_cleanly(
