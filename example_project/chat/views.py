@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -241,11 +242,14 @@ async def _turn_events(
     # Sent at once: the page knows the turn has started before the model answers.
     yield _event("started", {})
     try:
-        async for event in agent.stream_turn(session_id, text, user):
-            yield _event(event.kind, asdict(event))
-    except asyncio.CancelledError:
-        # The client went away. The response has started, so the session
-        # middleware has already saved: the notice is saved here.
+        # Closed with this generator, so the run is cancelled and undone before it ends.
+        async with aclosing(agent.stream_turn(session_id, text, user)) as turn:
+            async for event in turn:
+                yield _event(event.kind, asdict(event))
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away: Django cancels the response, or closes it when
+        # the cancellation came while it was sending. The response has started,
+        # so the session middleware has already saved: the notice is saved here.
         await visitor.set_notice(request, session_id, error=INTERRUPTED, draft=_kept(text))
         await request.session.asave()
         raise
