@@ -155,6 +155,7 @@ class AgentSessionForm(forms.ModelForm):
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
     form = AgentSessionForm
+    # The creation date is on each session's page: the list keeps room for titles.
     list_display = (
         "session_id",
         "title",
@@ -162,7 +163,6 @@ class AgentSessionAdmin(admin.ModelAdmin):
         "owner",
         "message_count",
         "tokens",
-        "created_at",
         "last_activity",
     )
     list_select_related = ("owner",)

@@ -100,11 +100,11 @@ def _wait_for(base_url: str, process: subprocess.Popen[bytes], log: Path) -> Non
     raise RuntimeError(f"uvicorn did not answer on {base_url} within 60 s:\n{log.read_text()}")
 
 
-def stored_history(database_url: str, session_id: str) -> str:
-    """The conversation's stored items as ``manage.py chat`` prints them, before its prompt."""
+def manage(database_url: str, *command: str, input: str | None = None) -> str:
+    """What ``manage.py`` with ``command`` prints, run on ``database_url``; fails if it fails."""
     result = subprocess.run(
-        [sys.executable, "manage.py", "chat", session_id],
-        input="/quit\n",
+        [sys.executable, "manage.py", *command],
+        input=input,
         cwd=PROJECT_DIR,
         env=server_env(database_url),
         capture_output=True,
@@ -112,4 +112,9 @@ def stored_history(database_url: str, session_id: str) -> str:
         timeout=120,
         check=True,
     )
-    return result.stdout.partition("Commands:")[0]
+    return result.stdout
+
+
+def stored_history(database_url: str, session_id: str) -> str:
+    """The conversation's stored items as ``manage.py chat`` prints them, before its prompt."""
+    return manage(database_url, "chat", session_id, input="/quit\n").partition("Commands:")[0]
