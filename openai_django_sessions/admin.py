@@ -196,13 +196,14 @@ def _checked(check: Callable[[Any], Any], value: Any) -> Any:
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
     form = AgentSessionForm
+    # The creation date is on each session's page: the list keeps room for titles.
     list_display = (
         "session_id",
         "title",
+        "fork",
         "owner",
         "message_count",
         "tokens",
-        "created_at",
         "last_activity",
     )
     list_select_related = ("owner",)
@@ -273,6 +274,11 @@ class AgentSessionAdmin(admin.ModelAdmin):
         if changed:
             rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
             rows.update(**changed)
+
+    @admin.display(description=_("fork"), boolean=True, ordering="forked_from")
+    def fork(self, obj: AgentSession) -> bool:
+        """Whether the conversation is a copy of another (``DjangoSession.afork``)."""
+        return bool(obj.forked_from)
 
     @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:

@@ -34,11 +34,12 @@ if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 ID = "openai_django_sessions"
-TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE", "USAGE_TABLE")
+TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE", "USAGE_TABLE", "LEASES_TABLE")
 TYPES: dict[str, tuple[type, ...]] = {
     "SESSIONS_TABLE": (str,),
     "MESSAGES_TABLE": (str,),
     "USAGE_TABLE": (str,),
+    "LEASES_TABLE": (str,),
     "DATABASE": (str, type(None)),
     "SHARDS": (list, tuple, type(None)),
     "MAX_ITEM_BYTES": (int, type(None)),

@@ -5,6 +5,7 @@ OPENAI_DJANGO_SESSIONS = {
     "SESSIONS_TABLE": "agent_sessions",  # read once, when models are imported
     "MESSAGES_TABLE": "agent_messages",  # read once, when models are imported
     "USAGE_TABLE": "agent_usage",  # read once, when models are imported
+    "LEASES_TABLE": "agent_session_leases",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
     "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
@@ -24,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSIONS_TABLE": "agent_sessions",
     "MESSAGES_TABLE": "agent_messages",
     "USAGE_TABLE": "agent_usage",
+    "LEASES_TABLE": "agent_session_leases",
     "DATABASE": None,
     "SHARDS": None,
     "MAX_ITEM_BYTES": None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import json
 from collections.abc import Callable
 from functools import partial
@@ -16,10 +17,10 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
-from . import compaction, details, routing, signals, storage, tables, transactions, usage
+from . import compaction, details, leases, routing, signals, storage, tables, transactions, usage
 from .completion import run_to_completion
 from .items import check_items, check_session_id
-from .models import AgentSession, AgentUsage
+from .models import AgentMessage, AgentSession, AgentUsage
 from .owners import owner_key
 
 if TYPE_CHECKING:
@@ -329,6 +330,39 @@ class DjangoSession(SessionABC):
         )
         await run_to_completion(partial(self._fork, fork, keep))
         return fork
+
+    # -- one run at a time (see ``leases``) ----------------------------------------
+
+    def exclusive(
+        self,
+        timeout: float | datetime.timedelta | None = 0.0,
+        *,
+        lease: float | datetime.timedelta = leases.DEFAULT_DURATION,
+    ) -> leases.Lease:
+        """``async with session.exclusive():`` hold this conversation while the block runs.
+
+        A lease in the database the conversation lives on: another
+        ``exclusive()`` on it, in this process or any other, waits until the
+        block ends. ``timeout``: seconds to wait for it (``0``: not at all;
+        ``None``: as long as it takes), then ``SessionBusy``. ``lease``: how
+        long the lease lasts unrenewed; it is renewed while held, so it only
+        runs out when its holder died, freeing the conversation after at most
+        that long. Given back when the block exits, however it exits.
+
+        Uncontended, taking and giving back cost one statement each. With an
+        owner, ``PermissionDenied`` if the conversation is someone else's.
+        ``TypeError``/``ValueError`` for a bad ``timeout`` or ``lease``.
+        """
+        seconds = leases.check_seconds(timeout, "timeout", allow_none=True, allow_zero=True)
+        duration = leases.check_seconds(lease, "lease", allow_none=False, allow_zero=False)
+        assert duration is not None
+        return leases.Lease(self, timeout=seconds, duration=duration)
+
+    def _lease_storage(self) -> storage.Storage:
+        store = self._storage(write=True)
+        if self.create_tables:  # the lease table comes with the migrated tables
+            tables.ensure_tables(store.alias, (AgentSession, AgentMessage))
+        return store
 
     # -- the SDK's compaction hooks (see ``compaction``) -----------------------
 
