@@ -8,11 +8,13 @@
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
 ``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
+``openai_django_sessions.E008``    sessions on a database without the users keep the
+                                   owner's database constraint (migration ``0005``)
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 =================================  =========================================================
 
-W001 needs a connection, so it is a database check: ``manage.py check
---database ALIAS`` and ``migrate`` run it.
+E008 and W001 need a connection, so they are database checks: ``manage.py
+check --database ALIAS`` and ``migrate`` run them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import conf, routing
+from . import conf, deletion, routing
 
 if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
@@ -139,6 +141,54 @@ def check_sqlite_wal(
         if alias in (databases or ()):
             warnings += sqlite_wal_warnings(connections[alias])
     return warnings
+
+
+@register(Tags.database)
+def check_owner_constraints(
+    app_configs: Iterable[Any] | None = None,
+    databases: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """E008, for each alias the sessions are stored on that is among ``databases``."""
+    errors: list[CheckMessage] = []
+    for alias in _sessions_aliases():
+        if alias in (databases or ()) and not deletion.keeps_owner_constraint(alias):
+            errors += owner_constraint_errors(connections[alias])
+    return errors
+
+
+def owner_constraint_errors(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
+    """E008 if the sessions table on ``connection`` has a foreign key constraint on its owner.
+
+    Such a database does not hold the users (``deletion.keeps_owner_constraint``):
+    the constraint points at a user table that is empty or not the one users are
+    written to, and refuses every conversation with an owner.
+    """
+    from .models import AgentSession
+
+    table = AgentSession._meta.db_table
+    column = AgentSession._meta.get_field("owner").column
+    try:
+        with connection.cursor() as cursor:
+            if table not in connection.introspection.table_names(cursor):
+                return []  # not migrated yet: migrate creates it right
+            constraints = connection.introspection.get_constraints(cursor, table)
+    except DatabaseError:
+        return []  # an unreachable database is reported by Django's own checks
+    if not any(c["foreign_key"] and c["columns"] == [column] for c in constraints.values()):
+        return []
+    return [
+        Error(
+            f"The sessions table {table!r} on {connection.alias!r} has a foreign key "
+            f"constraint on {column!r}, but the users are not on {connection.alias!r}: "
+            "every conversation with an owner would be refused.",
+            hint="Migration 0005 drops it on databases without the users; it ran with "
+            "other settings here. Run it again with these settings: manage.py migrate "
+            f"openai_django_sessions 0004 --database {connection.alias}, then manage.py "
+            f"migrate --database {connection.alias}.",
+            id=f"{ID}.E008",
+        )
+    ]
 
 
 def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:

@@ -16,7 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.functions import Coalesce, Lower
 
-from . import conf, usage
+from . import conf, deletion, usage
 from .items import ItemEncoder
 
 
@@ -121,13 +121,16 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
 class AgentSession(AbstractAgentSession):
     # No index of its own: the (owner, -updated_at) index below serves the
     # foreign key too, and a second one could tempt a planner into sorting.
+    # The database constraint exists only where the users are (migration 0005),
+    # and deleting a user deletes their sessions on every database: see deletion.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=deletion.cascade,
         related_name="agent_sessions",
         db_index=False,
+        db_constraint=False,
     )
     title = models.CharField(max_length=255, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
