@@ -7,7 +7,8 @@
 ``openai_django_sessions.E004``    a table name is not a plain SQL identifier
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
-``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
+``openai_django_sessions.E007``    ``SHARDS`` or ``PREVIOUS_SHARDS`` names an alias not in
+                                   ``DATABASES``, or none
 ``openai_django_sessions.E008``    sessions on a database without the users keep the
                                    owner's database constraint (migration ``0005``)
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
@@ -40,6 +41,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "USAGE_TABLE": (str,),
     "DATABASE": (str, type(None)),
     "SHARDS": (list, tuple, type(None)),
+    "PREVIOUS_SHARDS": (list, tuple, type(None)),
 }
 
 
@@ -110,10 +112,11 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
             )
         )
     errors += _shard_errors(value.get("SHARDS"))
+    errors += _shard_errors(value.get("PREVIOUS_SHARDS"), "PREVIOUS_SHARDS")
     return errors
 
 
-def _shard_errors(shards: object) -> list[CheckMessage]:
+def _shard_errors(shards: object, key: str = "SHARDS") -> list[CheckMessage]:
     if not isinstance(shards, (list, tuple)):
         return []
     unknown = [alias for alias in shards if not isinstance(alias, str) or alias not in connections]
@@ -121,7 +124,7 @@ def _shard_errors(shards: object) -> list[CheckMessage]:
         return []
     return [
         Error(
-            f"{conf.SETTING_NAME}['SHARDS'] must list distinct aliases from DATABASES"
+            f"{conf.SETTING_NAME}[{key!r}] must list distinct aliases from DATABASES"
             + (f"; {', '.join(map(repr, unknown))} is not one." if unknown else "."),
             hint=f"Use some of {', '.join(map(repr, connections))}.",
             id=f"{ID}.E007",

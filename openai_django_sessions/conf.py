@@ -7,6 +7,7 @@ OPENAI_DJANGO_SESSIONS = {
     "USAGE_TABLE": "agent_usage",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
+    "PREVIOUS_SHARDS": None,  # SHARDS before the last change, while sessions move
 }
 ```
 """
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "USAGE_TABLE": "agent_usage",
     "DATABASE": None,
     "SHARDS": None,
+    "PREVIOUS_SHARDS": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -93,4 +95,10 @@ def database() -> str | None:
 def shards() -> list[str]:
     """The ``SHARDS`` aliases, ``[]`` when unset (the system checks report bad values)."""
     value = get("SHARDS")
+    return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []
+
+
+def previous_shards() -> list[str]:
+    """The ``PREVIOUS_SHARDS`` aliases (``SHARDS`` before the last change), ``[]`` when unset."""
+    value = get("PREVIOUS_SHARDS")
     return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []

@@ -64,7 +64,8 @@ class ShardRouter:
     """
 
     def session_databases(self) -> list[str]:
-        return conf.shards()
+        # While sessions move (PREVIOUS_SHARDS), the shards they move from too.
+        return list(dict.fromkeys([*conf.shards(), *conf.previous_shards()]))
 
     def _place(self, model: type[Model], hints: dict[str, Any]) -> str | None:
         if model._meta.app_label != APP_LABEL:
@@ -96,4 +97,4 @@ class ShardRouter:
     ) -> bool | None:
         if app_label != APP_LABEL or not conf.shards():
             return None
-        return db in conf.shards()
+        return db in self.session_databases()

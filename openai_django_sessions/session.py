@@ -16,7 +16,17 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
-from . import compaction, details, routing, signals, storage, tables, transactions, usage
+from . import (
+    compaction,
+    details,
+    rebalance,
+    routing,
+    signals,
+    storage,
+    tables,
+    transactions,
+    usage,
+)
 from .completion import run_to_completion
 from .items import check_items, check_session_id
 from .models import AgentSession, AgentUsage
@@ -387,6 +397,8 @@ class DjangoSession(SessionABC):
         )
         if self.create_tables:
             tables.ensure_tables(alias, (self.session_model, self.message_model))
+        if self.using is None:  # a session still on its previous shard moves first
+            rebalance.settle(self.session_model, self.message_model, self.session_id, alias)
         return storage.storage_for(self.session_model, self.message_model, alias)
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
