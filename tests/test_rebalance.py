@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,7 @@ def rebalance_process() -> subprocess.Popen[bytes]:
         **os.environ,
         "TEST_DB_NAME": connection.settings_dict["NAME"],
         "DJANGO_SETTINGS_MODULE": "tests.settings_rebalance",
+        "PYTHONUNBUFFERED": "1",  # progress lines as they are written
     }
     return subprocess.Popen(
         [sys.executable, "-m", "django", "agent_sessions", "rebalance", "--batch-size", "5"],
@@ -230,6 +232,17 @@ def rebalance_process() -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def kill_while_moving(process: subprocess.Popen[bytes], rng: random.Random) -> None:
+    """SIGKILL ``process`` after a random number of its progress lines (one per batch
+    of five sessions), a random instant later: in the middle of a batch of moves."""
+    assert process.stdout is not None
+    for _ in range(rng.randint(1, 30)):
+        if not process.stdout.readline():
+            return  # it finished first
+    time.sleep(rng.uniform(0, 0.05))
+    process.send_signal(signal.SIGKILL)
 
 
 @pytest.mark.vendor("postgresql")
@@ -265,17 +278,18 @@ def test_rebalance_killed_at_random_points_while_writers_write_loses_and_splits_
         for thread in writers:
             thread.start()
         try:
+            killed = 0
             for _ in range(6):
                 process = rebalance_process()
-                try:
-                    process.wait(timeout=rng.uniform(0.2, 1.5))
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGKILL)
+                kill_while_moving(process, rng)
                 _, err = process.communicate()
                 assert process.returncode in (0, -signal.SIGKILL), err.decode()
+                killed += process.returncode == -signal.SIGKILL
             final = rebalance_process()
-            _, err = final.communicate(timeout=300)
+            out, err = final.communicate(timeout=300)
             assert final.returncode == 0, err.decode()
+            assert b"PREVIOUS_SHARDS can be removed" in out
+            assert killed  # the runs before were cut short, in the middle of moving
         finally:
             stop.set()
             for thread in writers:
