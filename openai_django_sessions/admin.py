@@ -278,6 +278,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
         }
         return summary, model_count, set(), []
 
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> AgentSession | None:
+        """The session, read once per request: ``change_view`` needs it for the
+        conversation before Django's change form reads it again."""
+        read: dict[tuple[str, str | None], AgentSession | None] = request.__dict__.setdefault(
+            "_openai_django_sessions_objects", {}
+        )
+        key = (object_id, from_field)
+        if key not in read:
+            read[key] = super().get_object(request, object_id, from_field)
+        return read[key]
+
     def change_view(
         self,
         request: HttpRequest,

@@ -90,6 +90,13 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
 
         return self.filter(owner_id=owner_key(owner))
 
+    def owned_by_username(self, username: str) -> Self:
+        """The sessions of the user whose ``USERNAME_FIELD`` is ``username`` (on this
+        queryset's database): how ``agent_sessions`` names owners."""
+        from .owners import username_field
+
+        return self.filter(**{f"owner__{username_field()}": username})
+
     def with_counts(self) -> Self:
         """Annotate each session with ``message_count`` and its usage totals
         (``usage_total_tokens``, ``usage_input_tokens``...: see ``usage``).
@@ -121,7 +128,7 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
 class AgentSession(AbstractAgentSession):
     # No index of its own: the (owner, -updated_at) index below serves the
     # foreign key too, and a second one could tempt a planner into sorting.
-    # The database constraint exists only where the users are (migration 0005),
+    # The database constraint exists only where the users are (migration 0006),
     # and deleting a user deletes their sessions on every database: see deletion.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -137,8 +144,11 @@ class AgentSession(AbstractAgentSession):
     # A plain value, not a foreign key: it survives the source's deletion and
     # names a source stored on another database just as well.
     forked_from = models.CharField(max_length=255, blank=True, default="")
-    # The id of the source's last message copied; None: not a fork, or an empty one.
-    forked_from_item = models.BigIntegerField(null=True, blank=True)
+    # How many of the source's items the fork copied, counted from its first: the
+    # fork continues the source after item number N. A position, not a message id,
+    # so it means the same after export/import into another database. 0: an empty
+    # fork; None: not a fork.
+    forked_from_position = models.PositiveBigIntegerField(null=True, blank=True)
 
     objects = AgentSessionQuerySet.as_manager()
 

@@ -85,9 +85,10 @@ class DjangoSession(SessionABC):
 
     Args:
         session_id: the conversation's key, a non-empty str of at most 255 characters.
-        sessions_table, messages_table: table names; ``None`` uses the names from
-            ``OPENAI_DJANGO_SESSIONS`` (``agent_sessions`` / ``agent_messages``),
-            which are the migrated tables. Must be plain SQL identifiers.
+        sessions_table: the sessions' table name; ``None`` uses the name from
+            ``OPENAI_DJANGO_SESSIONS`` (``agent_sessions``), the migrated table.
+            Must be a plain SQL identifier.
+        messages_table: the messages' table name, likewise (``agent_messages``).
         create_tables: create the tables on first use if missing (development only;
             use ``migrate`` in production).
         session_settings: the SDK's ``SessionSettings`` (or a dict of its fields);
@@ -303,8 +304,9 @@ class DjangoSession(SessionABC):
 
         Returns the ``DjangoSession`` of ``new_session_id`` (same tables and
         options). The new row copies owner, title and metadata and records
-        ``forked_from`` (this session's id) and ``forked_from_item`` (the id of
-        the last message copied; ``None`` if none was). This session is unchanged.
+        ``forked_from`` (this session's id) and ``forked_from_position`` (how many
+        of its items were copied: the fork continues it after that item; ``0`` if
+        none were). This session is unchanged.
 
         One transaction, and one ``INSERT ... SELECT`` for the messages, whatever
         their number. ``using`` puts the new session on another database (default:
@@ -490,17 +492,17 @@ class DjangoSession(SessionABC):
         """The fork's session row values and (data, created_at) of the messages to copy."""
         values = self._fork_values(store, keep)
         rows = store.messages_of(session_id=self.session_id)
-        rows = rows.filter(pk__lte=values["forked_from_item"] or 0).order_by("id")
+        rows = rows.filter(pk__lte=values["_through_id"] or 0).order_by("id")
         return values, list(rows.values_list("data", "created_at"))
 
     def _fork_here(self, fork: DjangoSession, store: storage.Storage, keep: int | None) -> None:
         values = self._fork_values(store, keep)
         target_pk = fork._create_fork_row(store, values)
-        if values["forked_from_item"] is not None:
+        if values["_through_id"] is not None:
             store.copy_messages(
                 source_pk=values["_source_pk"],
                 target_pk=target_pk,
-                through_id=values["forked_from_item"],
+                through_id=values["_through_id"],
             )
 
     def _fork_target(
@@ -517,12 +519,12 @@ class DjangoSession(SessionABC):
         if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
             raise ValueError(f"cannot fork session {self.session_id!r}: it does not exist")
         source_pk = store.session_pk(session_id=self.session_id)
-        through = store.last_id(session_id=self.session_id, keep=keep)
-        values: dict[str, Any] = {"_source_pk": source_pk, "forked_from_item": through}
+        through, count = store.fork_point(session_id=self.session_id, keep=keep)
+        values: dict[str, Any] = {"_source_pk": source_pk, "_through_id": through}
         if self.session_model is AgentSession:
             copied = ("owner_id", "title", "metadata")
             source = AgentSession.objects.using(store.alias).values(*copied).get(pk=source_pk)
-            values.update(source, forked_from=self.session_id)
+            values.update(source, forked_from=self.session_id, forked_from_position=count)
         return values
 
     def _create_fork_row(self, store: storage.Storage, values: dict[str, Any]) -> int:

@@ -83,7 +83,7 @@ def stored(session_id: str) -> dict[str, Any]:
                 "title",
                 "metadata",
                 "forked_from",
-                "forked_from_item",
+                "forked_from_position",
             )
             .first()
         )
@@ -108,7 +108,7 @@ def test_a_session_on_its_previous_shard_moves_whole_on_first_use(alice):
     write_before(session_id, 5, owner=alice, title="trip", metadata={"k": [1, "é"]})
     old, new = shard_for(session_id, SHARDS), shard_for(session_id, ALL)
     AgentSession.objects.using(old).filter(session_id=session_id).update(
-        forked_from="source", forked_from_item=3
+        forked_from="source", forked_from_position=3
     )
     before = stored(session_id)
 

@@ -30,7 +30,7 @@ class OwnerConstraintWhereUsersAre(migrations.AlterField):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("openai_django_sessions", "0004_exact_session_id"),
+        ("openai_django_sessions", "0005_fork_position"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
