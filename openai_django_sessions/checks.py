@@ -10,7 +10,7 @@
 ``openai_django_sessions.E007``    ``SHARDS`` or ``PREVIOUS_SHARDS`` names an alias not in
                                    ``DATABASES``, or none
 ``openai_django_sessions.E008``    sessions on a database without the users keep the
-                                   owner's database constraint (migration ``0006``)
+                                   owner's database constraint (migration ``0007``)
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 =================================  =========================================================
 
@@ -185,9 +185,9 @@ def owner_constraint_errors(connection: BaseDatabaseWrapper) -> list[CheckMessag
             f"The sessions table {table!r} on {connection.alias!r} has a foreign key "
             f"constraint on {column!r}, but the users are not on {connection.alias!r}: "
             "every conversation with an owner would be refused.",
-            hint="Migration 0006 drops it on databases without the users; it ran with "
+            hint="Migration 0007 drops it on databases without the users; it ran with "
             "other settings here. Run it again with these settings: manage.py migrate "
-            f"openai_django_sessions 0005 --database {connection.alias}, then manage.py "
+            f"openai_django_sessions 0006 --database {connection.alias}, then manage.py "
             f"migrate --database {connection.alias}.",
             id=f"{ID}.E008",
         )

@@ -1,7 +1,7 @@
 """Deleting a user deletes their conversations, on every database sessions live on.
 
 ``AgentSession.owner`` is a foreign key whose database constraint exists only
-where the users are (migration ``0006``, see ``keeps_owner_constraint``):
+where the users are (migration ``0007``, see ``keeps_owner_constraint``):
 sessions on another database (a shard, ``DATABASE``) name an owner that their
 own database cannot check. ``user.delete()`` then works in two parts:
 

@@ -24,6 +24,16 @@ from .models import AgentMessage, AgentSession, session_id_contains
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
 
+__all__ = [
+    "MessageCount",
+    "PruneResult",
+    "erase_owner",
+    "parse_duration",
+    "prune",
+    "sessions",
+    "sessions_of",
+]
+
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

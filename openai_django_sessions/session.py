@@ -35,6 +35,8 @@ from .owners import owner_key
 if TYPE_CHECKING:
     from agents.run_context import RunContextWrapper
 
+__all__ = ["DjangoSession"]
+
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
     if value is None:

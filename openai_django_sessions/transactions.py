@@ -203,7 +203,7 @@ def backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.25)))
 
 
-def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
+def run(alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
     """Run ``func`` on ``alias`` (in a transaction when ``atomic``) and return its result.
 
     - Contention (SQLite "database is locked", InnoDB deadlocks and lock wait

@@ -229,12 +229,12 @@ def test_a_shard_that_kept_the_owner_constraint_is_E008_until_migrated_again():
 
     assert errors() == []
     quiet = {"verbosity": 0, "stdout": io.StringIO()}
-    call_command("migrate", "openai_django_sessions", "0005", database=SHARDS[0], **quiet)
+    call_command("migrate", "openai_django_sessions", "0006", database=SHARDS[0], **quiet)
     try:
         # Migrating back put the constraint back: it points at the shard's empty user table.
         assert errors() == ["openai_django_sessions.E008"]
         [error] = check_owner_constraints(databases=SHARDS)
-        assert SHARDS[0] in error.msg and "0005 --database" in (error.hint or "")
+        assert SHARDS[0] in error.msg and "0006 --database" in (error.hint or "")
     finally:
         call_command("migrate", "openai_django_sessions", database=SHARDS[0], **quiet)
     assert errors() == []

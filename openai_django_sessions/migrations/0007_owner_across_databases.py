@@ -30,7 +30,7 @@ class OwnerConstraintWhereUsersAre(migrations.AlterField):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("openai_django_sessions", "0005_fork_position"),
+        ("openai_django_sessions", "0006_verbose_names"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -46,6 +46,7 @@ class Migration(migrations.Migration):
                 on_delete=openai_django_sessions.deletion.cascade,
                 related_name="agent_sessions",
                 to=settings.AUTH_USER_MODEL,
+                verbose_name="owner",
             ),
         ),
     ]
