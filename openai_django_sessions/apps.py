@@ -11,4 +11,14 @@ class OpenAIDjangoSessionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+        from django.db.models.signals import pre_delete
+
         from . import checks  # noqa: F401  (registers the system checks)
+        from .deletion import delete_owned_elsewhere
+
+        pre_delete.connect(
+            delete_owned_elsewhere,
+            sender=settings.AUTH_USER_MODEL,
+            dispatch_uid="openai_django_sessions.delete_owned_elsewhere",
+        )

@@ -7,13 +7,16 @@
 ``openai_django_sessions.E004``    a table name is not a plain SQL identifier
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
-``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
+``openai_django_sessions.E007``    ``SHARDS`` or ``PREVIOUS_SHARDS`` names an alias not in
+                                   ``DATABASES``, or none
 ``openai_django_sessions.E008``    ``MAX_ITEM_BYTES`` is not a positive number of bytes
+``openai_django_sessions.E009``    sessions on a database without the users keep the
+                                   owner's database constraint (migration ``0007``)
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 ``openai_django_sessions.W002``    a sessions table on MySQL/MariaDB compares ids loosely
 =================================  =========================================================
 
-W001 and W002 need a connection, so they are database checks: ``manage.py
+E009, W001 and W002 need a connection, so they are database checks: ``manage.py
 check --database ALIAS`` and ``migrate`` run them. W002 is a warning, not an
 error, so that ``migrate`` (which converts the migrated table) still runs.
 """
@@ -28,7 +31,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import conf, routing, tables
+from . import conf, deletion, routing, tables
 
 if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
@@ -43,6 +46,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "DATABASE": (str, type(None)),
     "SHARDS": (list, tuple, type(None)),
     "MAX_ITEM_BYTES": (int, type(None)),
+    "PREVIOUS_SHARDS": (list, tuple, type(None)),
 }
 
 
@@ -113,6 +117,7 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
             )
         )
     errors += _shard_errors(value.get("SHARDS"))
+    errors += _shard_errors(value.get("PREVIOUS_SHARDS"), "PREVIOUS_SHARDS")
     errors += _item_limit_errors(value.get("MAX_ITEM_BYTES"))
     return errors
 
@@ -132,7 +137,7 @@ def _item_limit_errors(limit: object) -> list[CheckMessage]:
     ]
 
 
-def _shard_errors(shards: object) -> list[CheckMessage]:
+def _shard_errors(shards: object, key: str = "SHARDS") -> list[CheckMessage]:
     if not isinstance(shards, (list, tuple)):
         return []
     unknown = [alias for alias in shards if not isinstance(alias, str) or alias not in connections]
@@ -140,7 +145,7 @@ def _shard_errors(shards: object) -> list[CheckMessage]:
         return []
     return [
         Error(
-            f"{conf.SETTING_NAME}['SHARDS'] must list distinct aliases from DATABASES"
+            f"{conf.SETTING_NAME}[{key!r}] must list distinct aliases from DATABASES"
             + (f"; {', '.join(map(repr, unknown))} is not one." if unknown else "."),
             hint=f"Use some of {', '.join(map(repr, connections))}.",
             id=f"{ID}.E007",
@@ -156,6 +161,57 @@ def check_sqlite_wal(
 ) -> list[CheckMessage]:
     """W001, for each alias the sessions are stored on that is among ``databases``."""
     return _per_alias(databases, lambda alias: sqlite_wal_warnings(connections[alias]))
+
+
+@register(Tags.database)
+def check_owner_constraints(
+    app_configs: Iterable[Any] | None = None,
+    databases: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """E009, for each alias the sessions are stored on that is among ``databases``."""
+    return _per_alias(
+        databases,
+        lambda alias: (
+            []
+            if deletion.keeps_owner_constraint(alias)
+            else owner_constraint_errors(connections[alias])
+        ),
+    )
+
+
+def owner_constraint_errors(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
+    """E009 if the sessions table on ``connection`` has a foreign key constraint on its owner.
+
+    Such a database does not hold the users (``deletion.keeps_owner_constraint``):
+    the constraint points at a user table that is empty or not the one users are
+    written to, and refuses every conversation with an owner.
+    """
+    from .models import AgentSession
+
+    table = AgentSession._meta.db_table
+    column = AgentSession._meta.get_field("owner").column
+    try:
+        with connection.cursor() as cursor:
+            if table not in connection.introspection.table_names(cursor):
+                return []  # not migrated yet: migrate creates it right
+            constraints = connection.introspection.get_constraints(cursor, table)
+    except DatabaseError:
+        return []  # an unreachable database is reported by Django's own checks
+    if not any(c["foreign_key"] and c["columns"] == [column] for c in constraints.values()):
+        return []
+    return [
+        Error(
+            f"The sessions table {table!r} on {connection.alias!r} has a foreign key "
+            f"constraint on {column!r}, but the users are not on {connection.alias!r}: "
+            "every conversation with an owner would be refused.",
+            hint="Migration 0007 drops it on databases without the users; it ran with "
+            "other settings here. Run it again with these settings: manage.py migrate "
+            f"openai_django_sessions 0006 --database {connection.alias}, then manage.py "
+            f"migrate --database {connection.alias}.",
+            id=f"{ID}.E009",
+        )
+    ]
 
 
 def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:

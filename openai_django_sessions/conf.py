@@ -8,6 +8,7 @@ OPENAI_DJANGO_SESSIONS = {
     "LEASES_TABLE": "agent_session_leases",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
+    "PREVIOUS_SHARDS": None,  # SHARDS before the last change, while sessions move
     "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
 }
 ```
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "LEASES_TABLE": "agent_session_leases",
     "DATABASE": None,
     "SHARDS": None,
+    "PREVIOUS_SHARDS": None,
     "MAX_ITEM_BYTES": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
@@ -109,3 +111,9 @@ def max_item_bytes() -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return None
+
+
+def previous_shards() -> list[str]:
+    """The ``PREVIOUS_SHARDS`` aliases (``SHARDS`` before the last change), ``[]`` when unset."""
+    value = get("PREVIOUS_SHARDS")
+    return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []

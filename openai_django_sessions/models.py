@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce, Lower
 from django.utils.translation import gettext_lazy as _
 
-from . import conf, usage
+from . import conf, deletion, usage
 from .items import ItemEncoder
 
 __all__ = [
@@ -139,14 +139,17 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
 class AgentSession(AbstractAgentSession):
     # No index of its own: the (owner, -updated_at) index below serves the
     # foreign key too, and a second one could tempt a planner into sorting.
+    # The database constraint exists only where the users are (migration 0007),
+    # and deleting a user deletes their sessions on every database: see deletion.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=deletion.cascade,
         related_name="agent_sessions",
         db_index=False,
+        db_constraint=False,
     )
     title = models.CharField(_("title"), max_length=255, blank=True, default="")
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)

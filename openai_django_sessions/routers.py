@@ -29,6 +29,12 @@ __all__ = ["ShardRouter", "shard_for"]
 APP_LABEL = "openai_django_sessions"
 
 
+# BLAKE2b's key is at most 64 bytes: a longer alias is keyed by its own hash.
+_MAX_KEY = 64
+# ...and scored with another personalization, so that no short alias scores alike.
+_LONG_ALIAS = b"ods-long-alias"
+
+
 def shard_for(session_id: str, shards: Sequence[str]) -> str:
     """The alias among ``shards`` that ``session_id`` lives on (rendezvous hashing)."""
     if not shards:
@@ -37,7 +43,11 @@ def shard_for(session_id: str, shards: Sequence[str]) -> str:
 
     def score(alias: str) -> bytes:
         # The alias is hashed with the id: the order of SHARDS does not matter.
-        return hashlib.blake2b(key, digest_size=8, key=alias.encode()[:64]).digest()
+        name = alias.encode()
+        if len(name) <= _MAX_KEY:  # as placed since 0.3: keep every session where it is
+            return hashlib.blake2b(key, digest_size=8, key=name).digest()
+        whole = hashlib.blake2b(name, digest_size=_MAX_KEY).digest()
+        return hashlib.blake2b(key, digest_size=8, key=whole, person=_LONG_ALIAS).digest()
 
     return max(shards, key=score)
 
@@ -56,7 +66,8 @@ class ShardRouter:
     """
 
     def session_databases(self) -> list[str]:
-        return conf.shards()
+        # While sessions move (PREVIOUS_SHARDS), the shards they move from too.
+        return list(dict.fromkeys([*conf.shards(), *conf.previous_shards()]))
 
     def _place(self, model: type[Model], hints: dict[str, Any]) -> str | None:
         if model._meta.app_label != APP_LABEL:
@@ -88,4 +99,4 @@ class ShardRouter:
     ) -> bool | None:
         if app_label != APP_LABEL or not conf.shards():
             return None
-        return db in conf.shards()
+        return db in self.session_databases()

@@ -17,7 +17,18 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
-from . import compaction, details, leases, routing, signals, storage, tables, transactions, usage
+from . import (
+    compaction,
+    details,
+    leases,
+    rebalance,
+    routing,
+    signals,
+    storage,
+    tables,
+    transactions,
+    usage,
+)
 from .completion import run_to_completion
 from .items import check_items, check_session_id
 from .models import AgentMessage, AgentSession, AgentUsage
@@ -429,6 +440,8 @@ class DjangoSession(SessionABC):
         if self.create_tables:
             tables.ensure_tables(alias, (self.session_model, self.message_model))
         tables.require_exact_ids(alias, self.session_model)
+        if self.using is None:  # a session still on its previous shard moves first
+            rebalance.settle(self.session_model, self.message_model, self.session_id, alias)
         return storage.storage_for(self.session_model, self.message_model, alias)
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:

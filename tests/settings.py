@@ -48,13 +48,15 @@ def _second(config: dict, suffix: str = "other") -> dict:
 
 # Three more databases as shards (tests/test_shards.py): PostgreSQL runs the shard
 # tests, SQLite the placement ones; MariaDB needs none of them.
+# A fourth one is the shard added in the rebalancing tests (tests/test_rebalance.py).
 SHARDS = ["shard1", "shard2", "shard3"]
+NEW_SHARD = "shard4"
 DATABASES = {
     "default": _DATABASES[TEST_DB],
     "other": _second(_DATABASES[TEST_DB]),
     **{
         alias: _second(_DATABASES[TEST_DB], alias)
-        for alias in SHARDS
+        for alias in [*SHARDS, NEW_SHARD]
         if TEST_DB in ("sqlite", "postgres")
     },
 }

@@ -57,7 +57,7 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
     assert (
         "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, "
-        "SHARDS, MAX_ITEM_BYTES." in errors[1].hint
+        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES." in errors[1].hint
     )
 
 
@@ -238,3 +238,12 @@ def test_W001_looks_at_the_database_named_in_the_setting(
     ]
     settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "elsewhere"}
     assert checks.check_sqlite_wal(None, databases=["default"]) == []
+
+
+def test_previous_shards_must_be_distinct_aliases_from_DATABASES_E007(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"SHARDS": ["default"], "PREVIOUS_SHARDS": ["nowhere"]}
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E007"
+    assert "PREVIOUS_SHARDS" in error.msg and "'nowhere' is not one" in error.msg

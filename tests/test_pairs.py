@@ -66,7 +66,7 @@ ASPECTS = (
 # Pairs never combined in one case: each has a test of its own below.
 APART = {
     frozenset({"owner", "custom_tables"}),  # refused: custom tables have no owner column
-    frozenset({"owner", "shards"}),  # IntegrityError today (xfail below)
+    frozenset({"owner", "shards"}),  # the users on default: a test of its own below
     frozenset({"custom_tables", "export_import"}),  # the command sees migrated tables only
     frozenset({"custom_tables", "prune"}),  # likewise
     frozenset({"encrypted", "skip_duplicates"}),  # envelopes never repeat (xfail below)
@@ -438,11 +438,6 @@ async def test_export_then_import_keeps_usage_rows_and_fork_provenance(
 # -- pairs kept apart: each refused as documented, or a known problem -------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owners and ShardRouter: the owner is a foreign key to the users table on "
-    "default, absent from the shard, so the write raises IntegrityError (branch shards)",
-)
 @pytest.mark.django_db(transaction=True, databases=["default", *SHARDS])
 @pytest.mark.vendor("sqlite", "postgresql")
 @SHARDED

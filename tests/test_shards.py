@@ -211,3 +211,26 @@ def test_admin_shows_one_shard_at_a_time_says_which_and_switches(admin_client):
     page = admin_client.get(change, {"_changelist_filters": f"database={SHARDS[2]}"})
     assert page.status_code == 200
     assert f"on {SHARDS[2]}" in page.content.decode()
+
+
+def test_aliases_longer_than_64_bytes_each_get_sessions_in_any_order():
+    prefix = "sessions_on_a_database_server_with_a_rather_long_name_" + "x" * 20
+    shards = [f"{prefix}_1", f"{prefix}_2", f"{prefix}_3"]  # the same first 64 bytes
+    here = [shard_for(session_id, shards) for session_id in IDS]
+
+    assert set(here) == set(shards)
+    assert here == [shard_for(session_id, list(reversed(shards))) for session_id in IDS]
+    assert here == [shard_for(session_id, shards[1:] + shards[:1]) for session_id in IDS]
+
+
+def test_sessions_on_short_aliases_stay_where_earlier_releases_placed_them():
+    import hashlib
+
+    def placed_before(session_id: str, shards: list[str]) -> str:
+        key = session_id.encode()
+        return max(
+            shards, key=lambda a: hashlib.blake2b(key, digest_size=8, key=a.encode()).digest()
+        )
+
+    for shards in (SHARDS, [*SHARDS, "shard4"], ["a" * 64, "b", "sessions_é"]):
+        assert [shard_for(s, shards) for s in IDS] == [placed_before(s, shards) for s in IDS]

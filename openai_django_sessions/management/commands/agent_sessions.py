@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import conf, display, maintenance, owners, routing, tables, transfer, usage
+from ... import conf, display, maintenance, owners, rebalance, routing, tables, transfer, usage
 from ...items import check_session_id
 from ...models import AgentMessage, AgentSession, AgentUsage
 
@@ -33,7 +33,7 @@ from ...models import AgentMessage, AgentSession, AgentUsage
 class Command(BaseCommand):
     help = (
         "Inspect and maintain stored agent sessions: list, show, export, import, prune, "
-        "erase, convert-ids."
+        "erase, convert-ids, rebalance."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -166,6 +166,20 @@ class Command(BaseCommand):
             help="The table to convert (default: OPENAI_DJANGO_SESSIONS['SESSIONS_TABLE']).",
         )
 
+        moving = commands.add_parser(
+            "rebalance",
+            help="Move every session that is not on its shard (after SHARDS changed) to it.",
+        )
+        moving.add_argument(
+            "--dry-run", action="store_true", help="Count the sessions to move; move nothing."
+        )
+        moving.add_argument(
+            "--batch-size",
+            type=_positive_int,
+            default=500,
+            help="Sessions looked at per query.",
+        )
+
         for sub in (listing, show, export, importing, prune, erase, convert):
             sub.add_argument(
                 "--database",
@@ -175,6 +189,9 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        if subcommand == "rebalance":
+            self.handle_rebalance(**options)
+            return
         # Before routing or any query: a database would raise its own error for these.
         for session_id in [options.get("session_id"), *(options.get("session_ids") or [])]:
             if session_id is not None:
@@ -464,6 +481,34 @@ class Command(BaseCommand):
         if verbosity >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
+            )
+
+    def handle_rebalance(self, *, dry_run: bool, batch_size: int, **options: Any) -> None:
+        if not conf.shards():
+            raise CommandError(
+                f"There is nothing to rebalance: {conf.SETTING_NAME}['SHARDS'] is not set."
+            )
+        verb = "to move" if dry_run else "moved"
+
+        def report(progress: rebalance.Progress) -> None:
+            if options["verbosity"] >= 1:
+                self.stdout.write(
+                    f"{progress.alias}: {progress.seen} session(s) looked at, "
+                    f"{progress.moved} {verb}."
+                )
+
+        try:
+            moved = rebalance.rebalance(dry_run=dry_run, batch_size=batch_size, report=report)
+        except rebalance.MoveConflict as exc:
+            raise CommandError(str(exc)) from exc
+        if dry_run:
+            self.stdout.write(f"Would move {moved} session(s) to their shard.")
+        else:
+            self.stdout.write(f"Moved {moved} session(s) to their shard.")
+        if (not dry_run or not moved) and conf.previous_shards():
+            self.stdout.write(
+                "Every session is on its shard: PREVIOUS_SHARDS can be removed from "
+                f"{conf.SETTING_NAME}."
             )
 
     def handle_erase(self, aliases: list[str], *, owner: str, **options: Any) -> None:

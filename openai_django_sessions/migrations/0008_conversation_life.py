@@ -8,7 +8,7 @@ from openai_django_sessions import conf
 
 
 class Migration(migrations.Migration):
-    dependencies = [("openai_django_sessions", "0006_verbose_names")]
+    dependencies = [("openai_django_sessions", "0007_owner_across_databases")]
 
     operations = [
         migrations.CreateModel(
