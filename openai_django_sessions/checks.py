@@ -8,6 +8,7 @@
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
 ``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
+``openai_django_sessions.E008``    ``EXPIRE_AFTER`` is not a positive duration
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 =================================  =========================================================
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -39,6 +41,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "LEASES_TABLE": (str,),
     "DATABASE": (str, type(None)),
     "SHARDS": (list, tuple, type(None)),
+    "EXPIRE_AFTER": (timedelta, int, float, type(None)),
 }
 
 
@@ -109,7 +112,28 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
             )
         )
     errors += _shard_errors(value.get("SHARDS"))
+    errors += _expiry_errors(value.get("EXPIRE_AFTER"))
     return errors
+
+
+def _expiry_errors(expire_after: object) -> list[CheckMessage]:
+    if isinstance(expire_after, timedelta):
+        positive = expire_after > timedelta(0)
+    elif isinstance(expire_after, (int, float)):
+        positive = not isinstance(expire_after, bool) and expire_after > 0
+    else:
+        return []  # None is "never"; another type is E003
+    if not positive:
+        return [
+            Error(
+                f"{conf.SETTING_NAME}['EXPIRE_AFTER'] is {expire_after!r}, "
+                "not a positive duration.",
+                hint="Use a timedelta (timedelta(days=30)) or a number of seconds, "
+                "or None to keep conversations until they are deleted.",
+                id=f"{ID}.E008",
+            )
+        ]
+    return []
 
 
 def _shard_errors(shards: object) -> list[CheckMessage]:

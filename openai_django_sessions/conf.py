@@ -8,6 +8,7 @@ OPENAI_DJANGO_SESSIONS = {
     "LEASES_TABLE": "agent_session_leases",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
+    "EXPIRE_AFTER": None,  # a timedelta or seconds: conversations inactive that long expire
 }
 ```
 """
@@ -15,6 +16,7 @@ OPENAI_DJANGO_SESSIONS = {
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "LEASES_TABLE": "agent_session_leases",
     "DATABASE": None,
     "SHARDS": None,
+    "EXPIRE_AFTER": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -96,3 +99,12 @@ def shards() -> list[str]:
     """The ``SHARDS`` aliases, ``[]`` when unset (the system checks report bad values)."""
     value = get("SHARDS")
     return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []
+
+
+def expire_after() -> timedelta | None:
+    """``EXPIRE_AFTER`` as a ``timedelta``; ``None`` when unset or not a positive
+    duration (the system checks report bad values, ``E008``)."""
+    value = get("EXPIRE_AFTER")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    return value if isinstance(value, timedelta) and value > timedelta(0) else None

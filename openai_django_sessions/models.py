@@ -136,6 +136,9 @@ class AgentSession(AbstractAgentSession):
     forked_from = models.CharField(max_length=255, blank=True, default="")
     # The id of the source's last message copied; None: not a fork, or an empty one.
     forked_from_item = models.BigIntegerField(null=True, blank=True)
+    # How long this conversation lives after its last activity; None: the
+    # EXPIRE_AFTER setting decides (see ``retention``).
+    expires_after = models.DurationField(null=True, blank=True)
 
     objects = AgentSessionQuerySet.as_manager()
 

@@ -56,8 +56,8 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert "unknown key 'DATABSE'" in errors[0].msg
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
     assert (
-        "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, SHARDS."
-        in errors[1].hint
+        "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, "
+        "SHARDS, EXPIRE_AFTER." in errors[1].hint
     )
 
 

@@ -118,14 +118,19 @@ class Command(BaseCommand):
         )
 
         prune = commands.add_parser(
-            "prune", help="Delete sessions with no activity for a given time."
+            "prune", help="Delete sessions with no activity for a given time, or expired ones."
         )
-        prune.add_argument(
+        which = prune.add_mutually_exclusive_group(required=True)
+        which.add_argument(
             "--inactive-for",
             metavar="DURATION",
             type=_duration,
-            required=True,
             help="Delete sessions with no activity for this long (30d, 12h, 1w2d).",
+        )
+        which.add_argument(
+            "--expired",
+            action="store_true",
+            help="Delete sessions whose retention ran out (EXPIRE_AFTER, expires_after).",
         )
         prune.add_argument(
             "--dry-run", action="store_true", help="Print what would be deleted; delete nothing."
@@ -386,7 +391,8 @@ class Command(BaseCommand):
         self,
         aliases: list[str],
         *,
-        inactive_for: timedelta,
+        inactive_for: timedelta | None,
+        expired: bool,
         dry_run: bool,
         batch_size: int,
         **options: Any,
@@ -394,7 +400,8 @@ class Command(BaseCommand):
         verbosity = options["verbosity"]
         if dry_run:
             sessions = messages = 0
-            for session in maintenance.sessions_of(aliases, inactive_for=inactive_for):
+            selected = maintenance.sessions_of(aliases, inactive_for=inactive_for, expired=expired)
+            for session in selected:
                 sessions += 1
                 messages += session.message_count
                 if verbosity >= 1:
@@ -406,7 +413,9 @@ class Command(BaseCommand):
             return
         result = maintenance.PruneResult(sessions=0, messages=0)
         for alias in aliases:
-            result += maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
+            result += maintenance.prune(
+                alias, inactive_for=inactive_for, expired=expired, batch_size=batch_size
+            )
         if verbosity >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
