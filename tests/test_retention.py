@@ -1,6 +1,6 @@
 """Retention: conversations expire after inactivity, read as gone and purged in batches.
 
-Every test runs on a frozen clock (``timezone.now``), moved forward by hand.
+Time passes on a frozen clock (the ``clock`` fixture), moved forward by hand.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.checks import Error
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.test import override_settings
-from django.utils import timezone
 
 from openai_django_sessions import DjangoSession, checks, maintenance, signals
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
@@ -28,21 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DAY = datetime.timedelta(days=1)
 THIRTY_DAYS = override_settings(OPENAI_DJANGO_SESSIONS={"EXPIRE_AFTER": 30 * DAY})
 HELLO = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
-
-    def advance(self, delta: datetime.timedelta) -> None:
-        self.now += delta
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    frozen = Clock()
-    monkeypatch.setattr(timezone, "now", lambda: frozen.now)
-    yield frozen
 
 
 @pytest.fixture
@@ -277,18 +262,12 @@ def test_prune_takes_inactive_for_or_expired_but_not_both():
 
 
 def async_add(session: DjangoSession, items: list[Any]) -> None:
-    from asgiref.sync import async_to_sync
-
     async_to_sync(session.add_items)(items)
 
 
 def async_get(session: DjangoSession) -> list[Any]:
-    from asgiref.sync import async_to_sync
-
     return async_to_sync(session.get_items)()
 
 
 async def maintenance_prune_expired() -> maintenance.PruneResult:
-    from asgiref.sync import sync_to_async
-
     return await sync_to_async(maintenance.prune)("default", expired=True)
