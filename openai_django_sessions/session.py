@@ -109,7 +109,9 @@ class DjangoSession(SessionABC):
             user message store it once.
         expires_after: how long the conversation lives after its last write (a
             ``timedelta`` or seconds), stored on the row when it is created;
-            ``None``: the row's stored value, else ``EXPIRE_AFTER`` (see ``retention``).
+            ``None``: the row's stored value, else ``EXPIRE_AFTER``. An instance
+            checks expiry only when given one or when the setting is set (see
+            ``retention``).
 
     Raises ``ValueError`` for an invalid ``session_id``, table name, alias, title
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of

@@ -121,6 +121,18 @@ async def test_popping_from_an_expired_conversation_finds_nothing(clock):
 
 
 @THIRTY_DAYS
+async def test_an_expired_conversation_cannot_be_forked_and_compaction_sees_no_history(clock):
+    session = DjangoSession("chat")
+    await session.add_items(HELLO)
+    clock.advance(31 * DAY)
+
+    with pytest.raises(ValueError, match="cannot fork session 'chat': it does not exist"):
+        await session.afork("copy")
+    assert await session._tail(10) == ([], True)
+    assert not await AgentSession.objects.filter(session_id="copy").aexists()
+
+
+@THIRTY_DAYS
 async def test_another_users_expired_conversation_is_still_refused(clock, alice, bob):
     await DjangoSession("chat", owner=alice).add_items(HELLO)
     clock.advance(31 * DAY)
