@@ -153,6 +153,19 @@ async def test_renewing_keeps_the_lease_past_its_first_expiry(clock):
                 pass
 
 
+async def test_a_held_lease_is_renewed_in_the_background():
+    async with DjangoSession("chat").exclusive(lease=0.3):
+        taken = (await AgentSessionLease.objects.aget()).expires_at
+        renewed = taken
+        for _ in range(600):  # renewed every 0.1 s; up to 30 s on a loaded machine
+            await asyncio.sleep(0.05)
+            renewed = (await AgentSessionLease.objects.aget()).expires_at
+            if renewed > taken:
+                break
+
+    assert renewed > taken
+
+
 async def test_a_holder_whose_lease_was_taken_over_learns_it_on_renewal(clock):
     async with DjangoSession("chat").exclusive(lease=30) as lease:
         clock.advance(31)
