@@ -12,6 +12,7 @@
 ``openai_django_sessions.E008``    ``MAX_ITEM_BYTES`` is not a positive number of bytes
 ``openai_django_sessions.E009``    sessions on a database without the users keep the
                                    owner's database constraint (migration ``0007``)
+``openai_django_sessions.E010``    ``EXPIRE_AFTER`` is not a positive duration
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 ``openai_django_sessions.W002``    a sessions table on MySQL/MariaDB compares ids loosely
 =================================  =========================================================
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -47,6 +49,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "SHARDS": (list, tuple, type(None)),
     "MAX_ITEM_BYTES": (int, type(None)),
     "PREVIOUS_SHARDS": (list, tuple, type(None)),
+    "EXPIRE_AFTER": (timedelta, int, float, type(None)),
 }
 
 
@@ -119,6 +122,7 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
     errors += _shard_errors(value.get("SHARDS"))
     errors += _shard_errors(value.get("PREVIOUS_SHARDS"), "PREVIOUS_SHARDS")
     errors += _item_limit_errors(value.get("MAX_ITEM_BYTES"))
+    errors += _expiry_errors(value.get("EXPIRE_AFTER"))
     return errors
 
 
@@ -135,6 +139,26 @@ def _item_limit_errors(limit: object) -> list[CheckMessage]:
             id=f"{ID}.E008",
         )
     ]
+
+
+def _expiry_errors(expire_after: object) -> list[CheckMessage]:
+    if isinstance(expire_after, timedelta):
+        positive = expire_after > timedelta(0)
+    elif isinstance(expire_after, (int, float)):
+        positive = not isinstance(expire_after, bool) and expire_after > 0
+    else:
+        return []  # None is "never"; another type is E003
+    if not positive:
+        return [
+            Error(
+                f"{conf.SETTING_NAME}['EXPIRE_AFTER'] is {expire_after!r}, "
+                "not a positive duration.",
+                hint="Use a timedelta (timedelta(days=30)) or a number of seconds, "
+                "or None to keep conversations until they are deleted.",
+                id=f"{ID}.E010",
+            )
+        ]
+    return []
 
 
 def _shard_errors(shards: object, key: str = "SHARDS") -> list[CheckMessage]:

@@ -10,6 +10,7 @@ OPENAI_DJANGO_SESSIONS = {
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
     "PREVIOUS_SHARDS": None,  # SHARDS before the last change, while sessions move
     "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
+    "EXPIRE_AFTER": None,  # a timedelta or seconds: conversations inactive that long expire
 }
 ```
 """
@@ -17,6 +18,7 @@ OPENAI_DJANGO_SESSIONS = {
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "SHARDS": None,
     "PREVIOUS_SHARDS": None,
     "MAX_ITEM_BYTES": None,
+    "EXPIRE_AFTER": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -117,3 +120,12 @@ def previous_shards() -> list[str]:
     """The ``PREVIOUS_SHARDS`` aliases (``SHARDS`` before the last change), ``[]`` when unset."""
     value = get("PREVIOUS_SHARDS")
     return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []
+
+
+def expire_after() -> timedelta | None:
+    """``EXPIRE_AFTER`` as a ``timedelta``; ``None`` when unset or not a positive
+    duration (the system checks report bad values, ``E010``)."""
+    value = get("EXPIRE_AFTER")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    return value if isinstance(value, timedelta) and value > timedelta(0) else None

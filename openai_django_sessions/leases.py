@@ -200,7 +200,7 @@ class Lease:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         pause = FIRST_PAUSE
         token = secrets.token_hex(16)
-        while not await run_to_completion(functools.partial(self._acquire, token)):
+        while not await self._try(token):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise SessionBusy(self.session.session_id)
@@ -222,6 +222,18 @@ class Lease:
                 await self._renewing
         await run_to_completion(self._release)
         self.token = ""
+
+    async def _try(self, token: str) -> bool:
+        """One attempt at taking the lease with ``token``."""
+        try:
+            return await run_to_completion(functools.partial(self._acquire, token))
+        except asyncio.CancelledError:
+            # Cancelled while the statement ran: it may have taken the lease,
+            # which nobody would give back before it expires.
+            self.token = token
+            await run_to_completion(self._release)
+            self.token = ""
+            raise
 
     async def renew(self) -> bool:
         """Push the expiry ``duration`` from now; False (and ``lost``) if the lease

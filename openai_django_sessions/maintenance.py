@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import routing, transactions
+from . import retention, routing, signals, transactions
 from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:
@@ -87,13 +87,15 @@ def sessions(
     inactive_for: timedelta | None = None,
     search: str | None = None,
     owner: str | None = None,
+    expired: bool = False,
 ) -> QuerySet[WithAnnotations[AgentSession, MessageCount]]:
     """Sessions on ``using``, most recent activity first, each annotated with
     ``message_count`` and its usage totals (``usage_total_tokens``...).
 
     ``inactive_for`` keeps those whose last activity is older than that;
     ``search`` those whose id contains the text (see ``models.session_id_contains``);
-    ``owner`` those of the user with that ``USERNAME_FIELD`` value. Owners are
+    ``owner`` those of the user with that ``USERNAME_FIELD`` value;
+    ``expired`` those whose retention ran out (see ``retention``). Owners are
     selected with the sessions.
     """
     queryset = AgentSession.objects.using(using).select_related("owner").with_counts()
@@ -103,6 +105,8 @@ def sessions(
         queryset = queryset.filter(updated_at__lt=timezone.now() - check_inactive_for(inactive_for))
     if search:
         queryset = queryset.filter(session_id_contains(search))
+    if expired:
+        queryset = retention.expired(queryset)
     ordered = queryset.order_by("-updated_at", "-pk")
     return cast("QuerySet[WithAnnotations[AgentSession, MessageCount]]", ordered)
 
@@ -113,6 +117,7 @@ def sessions_of(
     inactive_for: timedelta | None = None,
     search: str | None = None,
     owner: str | None = None,
+    expired: bool = False,
 ) -> Generator[WithAnnotations[AgentSession, MessageCount]]:
     """``sessions`` of every alias in ``aliases`` (every shard), merged in the same order.
 
@@ -122,7 +127,9 @@ def sessions_of(
     per_alias = [
         cast(
             "Generator[WithAnnotations[AgentSession, MessageCount]]",  # the stubs say Iterator
-            sessions(alias, inactive_for=inactive_for, search=search, owner=owner).iterator(),
+            sessions(
+                alias, inactive_for=inactive_for, search=search, owner=owner, expired=expired
+            ).iterator(),
         )
         for alias in aliases
     ]
@@ -171,42 +178,70 @@ def erase_owner(username: str, *, using: str | None = None) -> PruneResult:
 def prune(
     using: str,
     *,
-    inactive_for: timedelta,
+    inactive_for: timedelta | None = None,
+    expired: bool = False,
     batch_size: int = 500,
     dry_run: bool = False,
 ) -> PruneResult:
-    """Delete the sessions (and their messages) with no activity for ``inactive_for``.
+    """Delete the sessions (and their messages and usage) with no activity for
+    ``inactive_for``, or (``expired``) those whose retention ran out (see
+    ``retention``); one of the two.
 
     Works ``batch_size`` sessions per transaction, so a large prune never holds
     locks for long. A session written to while the prune runs is kept: each
-    batch locks its rows and checks their last activity again before deleting.
+    batch locks its rows and checks them again before deleting. Each deleted
+    session sends ``session_cleared`` once committed, as ``clear_session`` does.
     With ``dry_run`` nothing is deleted and the counts say what would have been.
     """
-    cutoff = timezone.now() - check_inactive_for(inactive_for)
-    stale = AgentSession.objects.using(using).filter(updated_at__lt=cutoff)
+    if (inactive_for is None) == (not expired):
+        raise TypeError("prune() takes inactive_for or expired=True, one of the two")
+    stale = _stale(inactive_for, timezone.now())
+    rows = stale(AgentSession.objects.using(using))
     if dry_run:
         return PruneResult(
-            sessions=stale.count(),
-            messages=AgentMessage.objects.using(using).filter(session__in=stale).count(),
+            sessions=rows.count(),
+            messages=AgentMessage.objects.using(using).filter(session__in=rows).count(),
         )
     total = PruneResult(sessions=0, messages=0)
     while True:
-        batch = list(stale.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        batch = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not batch:
             return total
-        total += transactions.run(using, partial(_delete_batch, using, batch, cutoff))
+        total += transactions.run(using, partial(_delete_batch, using, batch, stale))
 
 
-def _delete_batch(using: str, pks: list[int], cutoff: datetime) -> PruneResult:
+Stale = Callable[["QuerySet[AgentSession]"], "QuerySet[AgentSession]"]
+
+
+def _stale(inactive_for: timedelta | None, now: datetime) -> Stale:
+    """What selects the sessions to prune, the same when picking and when re-checking."""
+    if inactive_for is not None:
+        cutoff = now - check_inactive_for(inactive_for)
+        return lambda rows: rows.filter(updated_at__lt=cutoff)
+    return lambda rows: retention.expired(rows, now=now)
+
+
+def _delete_batch(using: str, pks: list[int], stale: Stale) -> PruneResult:
     rows = AgentSession.objects.using(using)
     locked = list(
-        rows.select_for_update()
-        .filter(pk__in=pks, updated_at__lt=cutoff)
-        .values_list("pk", flat=True)
+        stale(rows.select_for_update().filter(pk__in=pks)).values_list("pk", "session_id")
     )
     if not locked:
         return PruneResult(sessions=0, messages=0)
-    _, per_model = rows.filter(pk__in=locked).delete()
+    _, per_model = rows.filter(pk__in=[pk for pk, _ in locked]).delete()
+    if signals.session_cleared.has_listeners():
+        from .session import DjangoSession  # the signals' sender; needs the SDK
+
+        for _, session_id in locked:
+            transactions.on_commit(
+                using,
+                partial(
+                    signals.session_cleared.send_robust,
+                    sender=DjangoSession,
+                    session_id=session_id,
+                    using=using,
+                ),
+            )
     return PruneResult(
         sessions=per_model.get(AgentSession._meta.label, 0),
         messages=per_model.get(AgentMessage._meta.label, 0),

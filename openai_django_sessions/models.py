@@ -163,6 +163,9 @@ class AgentSession(AbstractAgentSession):
     forked_from_position = models.PositiveBigIntegerField(
         _("forked from position"), null=True, blank=True
     )
+    # How long this conversation lives after its last activity; None: the
+    # EXPIRE_AFTER setting decides (see ``retention``).
+    expires_after = models.DurationField(_("expires after"), null=True, blank=True)
 
     objects = AgentSessionQuerySet.as_manager()
 

@@ -19,9 +19,11 @@ from django.dispatch import Signal
 
 from . import (
     compaction,
+    conf,
     details,
     leases,
     rebalance,
+    retention,
     routing,
     signals,
     storage,
@@ -109,11 +111,17 @@ class DjangoSession(SessionABC):
         skip_duplicate_items: ``add_items`` leaves out any item equal to one this
             instance already stored (as in 0.2): several agents run in turn on one
             user message store it once.
+        expires_after: how long the conversation lives after its last write (a
+            ``timedelta`` or seconds), stored on the row when it is created;
+            ``None``: the row's stored value, else ``EXPIRE_AFTER``. An instance
+            checks expiry only when given one or when the setting is set (see
+            ``retention``).
 
     Raises ``ValueError`` for an invalid ``session_id``, table name, alias, title
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
     the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
-    ``title`` and ``metadata`` raise ``ValueError`` (those tables lack the columns).
+    ``title``, ``metadata`` and ``expires_after`` raise ``ValueError`` (those
+    tables lack the columns).
     On MySQL/MariaDB, the first call on a table whose ``session_id`` column
     compares ids ignoring case, accents or trailing spaces (one created by
     0.1/0.2) raises ``tables.LooseSessionIds`` naming the command that converts it.
@@ -138,6 +146,7 @@ class DjangoSession(SessionABC):
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
         skip_duplicate_items: bool = False,
+        expires_after: datetime.timedelta | float | None = None,
     ) -> None:
         self.session_id = check_session_id(session_id)
         self.session_settings = _coerce_settings(session_settings)
@@ -156,7 +165,8 @@ class DjangoSession(SessionABC):
         self.owner_id: Any = None if owner is None else owner_key(owner)
         self.title = None if title is None else details.check_title(title)
         self.metadata = None if metadata is None else details.check_metadata(metadata)
-        if (owner, title, metadata) != (None, None, None):
+        self.expires_after = retention.check_expires_after(expires_after)
+        if (owner, title, metadata, expires_after) != (None, None, None, None):
             self._require_details()
 
     @classmethod
@@ -253,10 +263,11 @@ class DjangoSession(SessionABC):
     def _require_details(self) -> None:
         if self.session_model is not AgentSession:
             raise ValueError(
-                "owner, title and metadata need the migrated tables: tables named with "
-                "sessions_table=/messages_table= have the columns of 0.1/0.2 only. Name "
-                "your tables in OPENAI_DJANGO_SESSIONS (SESSIONS_TABLE, MESSAGES_TABLE) "
-                "and run migrate, or leave owner, title and metadata out."
+                "owner, title, metadata and expires_after need the migrated tables: "
+                "tables named with sessions_table=/messages_table= have the columns of "
+                "0.1/0.2 only. Name your tables in OPENAI_DJANGO_SESSIONS (SESSIONS_TABLE, "
+                "MESSAGES_TABLE) and run migrate, or leave owner, title, metadata and "
+                "expires_after out."
             )
 
     def _get_details(self) -> details.SessionDetails | None:
@@ -289,7 +300,34 @@ class DjangoSession(SessionABC):
         if self.session_model is not AgentSession:
             return {}
         title = details.auto_title(items) if self.title is None else self.title
-        return {"title": title, "metadata": self.metadata or {}}
+        values: dict[str, Any] = {"title": title, "metadata": self.metadata or {}}
+        if self.expires_after is not None:
+            values["expires_after"] = self.expires_after
+        return values
+
+    # -- retention (see ``retention``) -------------------------------------------
+
+    def _expiry_applies(self) -> bool:
+        """Whether this session checks for expiry: it costs a statement when it does."""
+        return self.session_model is AgentSession and (
+            self.expires_after is not None or conf.expire_after() is not None
+        )
+
+    def _expired(self, store: storage.Storage, *, lock: bool = False) -> bool:
+        """Whether the row (this owner's, with an owner) has expired; ``lock`` locks it."""
+        rows = AgentSession.objects.using(store.alias).filter(session_id=self.session_id)
+        if self.owner_id is not None:  # someone else's row is refused, not expired
+            rows = rows.filter(owner_id=self.owner_id)
+        if lock:
+            rows = rows.select_for_update()
+        return retention.expired(rows).exists()
+
+    def _purge_if_expired(self, store: storage.Storage) -> None:
+        """In a write: delete the expired history first, as ``clear_session`` does."""
+        if self._expiry_applies() and self._expired(store, lock=True):
+            store.delete_session(session_id=self.session_id)
+            self._on_commit(store.alias, signals.session_cleared)
+            self._stored.clear()
 
     # -- beyond the protocol -------------------------------------------------
 
@@ -448,11 +486,13 @@ class DjangoSession(SessionABC):
         store = self._storage(write=False)
         if limit == 0 and self.owner_id is None:
             return []
-        return transactions.run(
-            store.alias,
-            partial(store.history, session_id=self.session_id, limit=limit, owner=self.owner_id),
-            atomic=False,
-        )
+
+        def history() -> list[TResponseInputItem]:
+            if self._expiry_applies() and self._expired(store):
+                return []  # gone, even before it is purged
+            return store.history(session_id=self.session_id, limit=limit, owner=self.owner_id)
+
+        return transactions.run(store.alias, history, atomic=False)
 
     def _add_items(
         self, items: list[TResponseInputItem], recording: usage.Recording | None = None
@@ -474,6 +514,7 @@ class DjangoSession(SessionABC):
         untitled = new_row.get("title", "") if self.title is None else ""
 
         def write() -> None:
+            self._purge_if_expired(store)
             session_pk = store.upsert_session(
                 session_id=self.session_id, values=new_row, owner=self.owner_id, untitled=untitled
             )
@@ -492,6 +533,7 @@ class DjangoSession(SessionABC):
         store = self._storage(write=True)
 
         def pop() -> tuple[bool, TResponseInputItem | None]:
+            self._purge_if_expired(store)
             if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
                 return False, None
             found, item = store.pop_newest(session_id=self.session_id)
@@ -556,7 +598,8 @@ class DjangoSession(SessionABC):
 
     def _fork_values(self, store: storage.Storage, keep: int | None) -> dict[str, Any]:
         """Lock this session's row and return what its fork's row is made of."""
-        if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
+        expired = self._expiry_applies() and self._expired(store)
+        if expired or not store.lock_session(session_id=self.session_id, owner=self.owner_id):
             raise ValueError(f"cannot fork session {self.session_id!r}: it does not exist")
         source_pk = store.session_pk(session_id=self.session_id)
         through, count = store.fork_point(session_id=self.session_id, keep=keep)
@@ -588,6 +631,8 @@ class DjangoSession(SessionABC):
         def read() -> list[compaction.Row]:
             if self.owner_id is not None:  # refuses another owner's row
                 store.session_details(session_id=self.session_id, owner=self.owner_id)
+            if self._expiry_applies() and self._expired(store):
+                return []
             return store.newest_rows(session_id=self.session_id, limit=limit + 1)
 
         # One row more than asked says whether older ones exist.

@@ -38,7 +38,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -50,6 +50,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
+from django.utils.duration import duration_iso_string
 
 from . import details, owners, routing, storage, transactions
 from .items import MAX_DEPTH, check_items, check_json_object, check_session_id, check_text
@@ -743,9 +744,12 @@ def _dumps(value: object) -> str:
 
 
 def _to_json(value: object) -> object:
-    """A field's value as JSON holds it: timestamps in ISO 8601, decimals and UUIDs as text."""
+    """A field's value as JSON holds it: timestamps and durations in ISO 8601, decimals
+    and UUIDs as text."""
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return duration_iso_string(value)
     if isinstance(value, (Decimal, UUID)):
         return str(value)
     return value

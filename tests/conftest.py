@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ import pytest
 from agents import set_tracing_disabled
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections, connection, connections
+from django.utils import timezone
 
 from tests.settings import TEST_DB
 
@@ -96,3 +98,24 @@ def alice(django_user_model: Any) -> Any:
 def bob(django_user_model: Any) -> Any:
     """A user named bob (someone else)."""
     return django_user_model.objects.create_user("bob")
+
+
+class Clock:
+    """The time ``timezone.now()`` returns while frozen, moved forward by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+
+    def advance(self, delta: datetime.timedelta | float) -> None:
+        """Move on by ``delta`` (a ``timedelta`` or seconds)."""
+        if not isinstance(delta, datetime.timedelta):
+            delta = datetime.timedelta(seconds=delta)
+        self.now += delta
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """A frozen clock: ``timezone.now()`` (every timestamp this app writes or compares)."""
+    frozen = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: frozen.now)
+    return frozen

@@ -57,7 +57,7 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
     assert (
         "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, "
-        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES." in errors[1].hint
+        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES, EXPIRE_AFTER." in errors[1].hint
     )
 
 

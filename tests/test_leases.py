@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import threading
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -22,23 +24,6 @@ from openai_django_sessions.routers import shard_for
 from tests.settings import SHARDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Clock:
-    """``timezone.now`` frozen at a moment the test moves forward by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
-
-    def advance(self, seconds: float) -> None:
-        self.now += datetime.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    frozen = Clock()
-    monkeypatch.setattr(timezone, "now", lambda: frozen.now)
-    yield frozen
 
 
 def test_session_busy_is_exported_from_the_package():
@@ -168,6 +153,19 @@ async def test_renewing_keeps_the_lease_past_its_first_expiry(clock):
                 pass
 
 
+async def test_a_held_lease_is_renewed_in_the_background():
+    async with DjangoSession("chat").exclusive(lease=0.3):
+        taken = (await AgentSessionLease.objects.aget()).expires_at
+        renewed = taken
+        for _ in range(600):  # renewed every 0.1 s; up to 30 s on a loaded machine
+            await asyncio.sleep(0.05)
+            renewed = (await AgentSessionLease.objects.aget()).expires_at
+            if renewed > taken:
+                break
+
+    assert renewed > taken
+
+
 async def test_a_holder_whose_lease_was_taken_over_learns_it_on_renewal(clock):
     async with DjangoSession("chat").exclusive(lease=30) as lease:
         clock.advance(31)
@@ -199,6 +197,57 @@ async def test_taking_and_giving_back_a_free_lease_cost_one_statement_each(alice
 
     assert counts == [(1, 1), (1, 1)]
     assert await AgentSessionLease.objects.acount() == 0
+
+
+@contextmanager
+def lease_row_locked(session_id: str) -> Iterator[None]:
+    """Hold the lease row's lock (SQLite: the write lock) from another thread."""
+    ready, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                AgentSessionLease.objects.filter(session_id=session_id).update(token="locker")
+                ready.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(20)
+
+
+async def test_a_run_cancelled_while_taking_the_lease_leaves_no_lease_behind():
+    await AgentSessionLease.objects.acreate(
+        sessions_table="agent_sessions",
+        session_id="chat",
+        token="expired",
+        expires_at=timezone.now() - datetime.timedelta(minutes=1),
+    )
+    lock = lease_row_locked("chat")
+    await asyncio.to_thread(lock.__enter__)
+
+    async def run() -> None:
+        async with DjangoSession("chat").exclusive(timeout=None):
+            raise AssertionError("never reached: cancelled first")
+
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0.3)  # the upsert now waits for the row in its thread
+    task.cancel()
+    await asyncio.to_thread(lock.__exit__, None, None, None)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    # Whether the upsert took the lease before it learned of the cancellation or
+    # not, no one holds the conversation now.
+    async with DjangoSession("chat").exclusive(timeout=0):
+        pass
 
 
 @pytest.mark.parametrize(

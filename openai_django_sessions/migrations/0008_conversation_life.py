@@ -1,6 +1,8 @@
 # A conversation's life: a table of leases, so that one run at a time holds a
-# conversation (DjangoSession.exclusive). One row per leased conversation, keyed
-# by the conversation table's name and the session id; nothing else changes.
+# conversation (DjangoSession.exclusive), one row per leased conversation keyed by
+# the conversation table's name and the session id; and each conversation's own
+# retention (DjangoSession(expires_after=...)), empty for existing rows: they
+# follow the EXPIRE_AFTER setting, which keeps them forever unless set.
 from django.db import migrations, models
 
 import openai_django_sessions.models
@@ -11,6 +13,11 @@ class Migration(migrations.Migration):
     dependencies = [("openai_django_sessions", "0007_owner_across_databases")]
 
     operations = [
+        migrations.AddField(
+            model_name="agentsession",
+            name="expires_after",
+            field=models.DurationField(blank=True, null=True, verbose_name="expires after"),
+        ),
         migrations.CreateModel(
             name="AgentSessionLease",
             fields=[

@@ -128,14 +128,19 @@ class Command(BaseCommand):
         )
 
         prune = commands.add_parser(
-            "prune", help="Delete sessions with no activity for a given time."
+            "prune", help="Delete sessions with no activity for a given time, or expired ones."
         )
-        prune.add_argument(
+        which = prune.add_mutually_exclusive_group(required=True)
+        which.add_argument(
             "--inactive-for",
             metavar="DURATION",
             type=_duration,
-            required=True,
             help="Delete sessions with no activity for this long (30d, 12h, 1w2d).",
+        )
+        which.add_argument(
+            "--expired",
+            action="store_true",
+            help="Delete sessions whose retention ran out (EXPIRE_AFTER, expires_after).",
         )
         prune.add_argument(
             "--dry-run", action="store_true", help="Print what would be deleted; delete nothing."
@@ -453,7 +458,8 @@ class Command(BaseCommand):
         self,
         aliases: list[str],
         *,
-        inactive_for: timedelta,
+        inactive_for: timedelta | None,
+        expired: bool,
         dry_run: bool,
         batch_size: int,
         **options: Any,
@@ -461,7 +467,7 @@ class Command(BaseCommand):
         verbosity = options["verbosity"]
         if dry_run and verbosity >= 1:  # what would go, one line each; the counts below
             with contextlib.closing(
-                maintenance.sessions_of(aliases, inactive_for=inactive_for)
+                maintenance.sessions_of(aliases, inactive_for=inactive_for, expired=expired)
             ) as rows:
                 for session in rows:
                     self.stdout.write(
@@ -471,7 +477,11 @@ class Command(BaseCommand):
         result = maintenance.PruneResult(sessions=0, messages=0)
         for alias in aliases:
             result += maintenance.prune(
-                alias, inactive_for=inactive_for, batch_size=batch_size, dry_run=dry_run
+                alias,
+                inactive_for=inactive_for,
+                expired=expired,
+                batch_size=batch_size,
+                dry_run=dry_run,
             )
         if dry_run:
             self.stdout.write(
