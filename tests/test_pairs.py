@@ -411,11 +411,15 @@ async def test_features_that_meet_keep_every_invariant(case, django_user_model, 
             await sync_to_async(export_import)(list(world.inner), tmp_path)
             assert await sync_to_async(rows)(list(world.inner)) == before
             await check_history(world)
+        assert received[sent:] == []  # importing sends no signals
         if "prune" in case:
             await run(world, "pair-bystander", "stay", "staying", session=DjangoSession)
             sent = len(received)
             await sync_to_async(check_prune)(world)
-        assert received[sent:] == []  # importing and pruning send no signals
+            # Pruning deletes as clear_session does: session_cleared once per session.
+            pruned = sorted((name, kwargs["session_id"]) for name, kwargs in received[sent:])
+            expected = [("session_cleared", sid) for sid in sorted(world.inner)]
+            assert pruned == (expected if "signals" in case else [])
 
 
 EXPORTS = [case for case in CASES if "export_import" in case]
@@ -457,7 +461,9 @@ async def test_owners_on_shards_store_and_isolate_their_conversations(django_use
 @pytest.mark.django_db
 def test_an_owner_on_custom_tables_is_refused_before_anything_is_written(django_user_model):
     alice = django_user_model.objects.create_user("alice")
-    with pytest.raises(ValueError, match="owner, title and metadata need the migrated tables"):
+    with pytest.raises(
+        ValueError, match="owner, title, metadata and expires_after need the migrated tables"
+    ):
         DjangoSession(
             "pair-custom",
             sessions_table="pair_sessions",
