@@ -10,6 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from agents.items import TResponseInputItem
+from agents.memory import session_settings as session_settings_module
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
@@ -26,17 +27,21 @@ if TYPE_CHECKING:
     from agents.run_context import RunContextWrapper
 
 
+# The SDK's own check of a settings dict, in the SDKs that have it; for older
+# ones (0.8 lacks it) the same check and wording are made here.
+_sdk_coerce: Callable[[dict[str, Any]], SessionSettings] | None = getattr(
+    session_settings_module, "coerce_session_settings", None
+)
+
+
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
     if value is None:
         return SessionSettings()
     if isinstance(value, dict):
-        # SessionSettings ignores unknown keys: a typo would silently drop a limit.
-        unknown = set(value) - {field.name for field in dataclasses.fields(SessionSettings)}
-        if unknown:
-            raise TypeError(f"session_settings has unknown keys: {', '.join(sorted(unknown))}")
-        if isinstance(value.get("limit"), bool):  # SessionSettings would make True 1
+        # Before SessionSettings sees it: it would make True 1.
+        if isinstance(value.get("limit"), bool):
             raise TypeError("session_settings limit must be an int or None, not bool")
-        value = SessionSettings(**value)
+        value = _settings_from_dict(value)
     if not isinstance(value, SessionSettings):
         raise TypeError(
             "session_settings must be a SessionSettings, a dict or None, "
@@ -44,6 +49,20 @@ def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionS
         )
     _check_limit(value.limit, "session_settings limit")
     return value
+
+
+def _settings_from_dict(value: dict[str, Any]) -> SessionSettings:
+    """``SessionSettings(**value)``, refusing unknown keys as the SDK's stores do.
+
+    ``SessionSettings`` alone ignores them: a typo would silently drop a limit.
+    """
+    if _sdk_coerce is not None:
+        return _sdk_coerce(value)
+    names = {field.name for field in dataclasses.fields(SessionSettings)}
+    unknown = sorted(str(name) for name in value if name not in names)
+    if unknown:
+        raise TypeError(f"Unknown session settings: {', '.join(unknown)}")
+    return SessionSettings(**value)
 
 
 # The largest LIMIT every backend accepts; a larger limit means every item anyway.
