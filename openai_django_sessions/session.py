@@ -322,13 +322,11 @@ class DjangoSession(SessionABC):
 
         Raises ``ValueError`` if ``new_session_id`` exists or is invalid, if this
         session does not exist, or for a negative ``keep`` (``TypeError`` if it
-        is not an int); nothing is written then.
+        is not an int); nothing is written then. As for ``get_items``, a ``keep``
+        beyond ``2**63 - 1`` is every item.
         """
         check_session_id(new_session_id)
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
-            raise TypeError(f"keep must be an int or None, not {type(keep).__name__}")
-        if keep is not None and keep < 0:
-            raise ValueError(f"keep must not be negative, got {keep}")
+        keep = _check_limit(keep, "keep")
         fork = DjangoSession(
             new_session_id,
             sessions_table=self.session_model._meta.db_table,
@@ -520,16 +518,19 @@ class DjangoSession(SessionABC):
         )
 
     def _fork_values(self, store: storage.Storage, keep: int | None) -> dict[str, Any]:
-        """Lock this session's row and return what its fork's row is made of."""
-        if not store.lock_session(session_id=self.session_id, owner=self.owner_id):
+        """Lock this session's row and return what its fork's row is made of.
+
+        The row is locked without bumping its ``updated_at``: a fork is not
+        activity of the source.
+        """
+        row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
+        if row is None:
             raise ValueError(f"cannot fork session {self.session_id!r}: it does not exist")
-        source_pk = store.session_pk(session_id=self.session_id)
         through = store.last_id(session_id=self.session_id, keep=keep)
-        values: dict[str, Any] = {"_source_pk": source_pk, "forked_from_item": through}
+        values: dict[str, Any] = {"_source_pk": row["pk"], "forked_from_item": through}
         if self.session_model is AgentSession:
             copied = ("owner_id", "title", "metadata")
-            source = AgentSession.objects.using(store.alias).values(*copied).get(pk=source_pk)
-            values.update(source, forked_from=self.session_id)
+            values.update({name: row[name] for name in copied}, forked_from=self.session_id)
         return values
 
     def _create_fork_row(self, store: storage.Storage, values: dict[str, Any]) -> int:

@@ -304,6 +304,8 @@ class Storage:
     ) -> dict[str, Any] | None:
         """The session row's details by field name; ``None`` if there is no row.
 
+        ``pk``, ``session_id``, the timestamps and, for models that have them
+        (``has_details``), ``owner_id``, ``title`` and ``metadata``.
         ``PermissionDenied`` with ``owner`` if the row is someone else's. ``lock``
         locks the row (``SELECT ... FOR UPDATE``) until the transaction ends,
         without bumping its ``updated_at``.
@@ -311,11 +313,10 @@ class Storage:
         rows = self.session_model._default_manager.using(self.alias)
         if lock:
             rows = rows.select_for_update()
-        row = (
-            rows.filter(session_id=session_id)
-            .values("pk", "session_id", "owner_id", "title", "metadata", "created_at", "updated_at")
-            .first()
-        )
+        names = ["pk", "session_id", "created_at", "updated_at"]
+        if self.has_details:
+            names[2:2] = ["owner_id", "title", "metadata"]
+        row = rows.filter(session_id=session_id).values(*names).first()
         if row is not None and owner is not None and row["owner_id"] != owner:
             raise PermissionDenied(_refusal(session_id))
         return row
