@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -62,6 +63,31 @@ def test_unsaved_user_and_values_that_are_not_keys_are_refused(django_user_model
         DjangoSession("s", owner=True)
     with pytest.raises(TypeError, match="owner must be"):
         DjangoSession("s", owner=AgentSession(session_id="x"))
+
+
+@pytest.mark.parametrize(
+    "value", [1.5, 1.0, Decimal("1.9"), b"1", bytearray(b"1"), float("inf"), float("nan"), 1j, [1]]
+)
+async def test_owner_values_that_are_not_keys_are_refused_before_anything_is_read(
+    alice: Any, value: Any
+) -> None:
+    # Each of them would otherwise be converted to alice's key (or overflow).
+    await DjangoSession("trip", owner=alice).add_items([msg(1)])
+
+    with pytest.raises(TypeError, match=r"owner must be .* or its primary key .*, not "):
+        DjangoSession("trip", owner=value)
+    with pytest.raises(TypeError, match=r"owner must be .* or its primary key .*, not "):
+        AgentSession.objects.owned_by(value)
+    with pytest.raises(TypeError, match=r"owner must be .* or its primary key .*, not "):
+        AgentSession.objects.conversations(value)
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30, "1.5", "1e400", "", " "])
+def test_keys_the_user_models_key_cannot_hold_are_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="is not a valid primary key of auth.User"):
+        DjangoSession("trip", owner=value)
+    with pytest.raises(ValueError, match="is not a valid primary key of auth.User"):
+        AgentSession.objects.owned_by(value)
 
 
 def test_title_and_metadata_are_checked_at_construction() -> None:
