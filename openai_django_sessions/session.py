@@ -20,7 +20,7 @@ from django.dispatch import Signal
 from . import compaction, details, routing, signals, storage, tables, transactions, usage
 from .completion import run_to_completion
 from .items import check_items, check_session_id
-from .models import AgentSession, AgentUsage
+from .models import AgentSession
 from .owners import owner_key
 
 if TYPE_CHECKING:
@@ -269,6 +269,15 @@ class DjangoSession(SessionABC):
         )
         return None if row is None else _details(row)
 
+    def _get_usage(self) -> usage.UsageTotals:
+        store = self._storage(write=False)
+        totals = transactions.run(
+            store.alias,
+            partial(store.usage_totals, session_id=self.session_id, owner=self.owner_id),
+            atomic=False,
+        )
+        return usage.UsageTotals(**totals)
+
     def _update_details(self, changes: dict[str, Any]) -> details.SessionDetails:
         store = self._storage(write=True)
 
@@ -297,13 +306,13 @@ class DjangoSession(SessionABC):
     async def aget_usage(self) -> usage.UsageTotals:
         """This session's recorded token usage, summed (one query; zeros if none).
 
-        Sessions on custom tables record no usage: their totals are zeros.
+        ``PermissionDenied`` if the row is another owner's, as for every method
+        (zeros before the first write). Sessions on custom tables record no
+        usage: their totals are zeros.
         """
         if self.session_model is not AgentSession:
             return usage.UsageTotals()
-        store = await sync_to_async(self._storage)(write=False)
-        rows = AgentUsage.objects.using(store.alias).filter(session__session_id=self.session_id)
-        return await usage.atotals(rows)
+        return await sync_to_async(self._get_usage)()
 
     async def afork(
         self, new_session_id: str, *, keep: int | None = None, using: str | None = None

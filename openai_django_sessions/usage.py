@@ -55,9 +55,13 @@ class UsageTotals:
     reasoning_tokens: int = 0
 
 
-def sums() -> dict[str, Any]:
-    """``aggregate()`` arguments summing ``AgentUsage`` rows into ``UsageTotals`` fields."""
-    return {name: Coalesce(Sum(name), Value(0)) for name in COUNTERS}
+def sums(path: str = "") -> dict[str, Any]:
+    """``aggregate()`` arguments summing ``AgentUsage`` rows into ``UsageTotals`` fields.
+
+    ``path`` leads from the queried model to the usage rows: ``"usage__"`` sums
+    an ``AgentSession``'s recordings in an ``annotate()``.
+    """
+    return {name: Coalesce(Sum(f"{path}{name}"), Value(0)) for name in COUNTERS}
 
 
 async def atotals(rows: QuerySet[AgentUsage]) -> UsageTotals:

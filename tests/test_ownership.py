@@ -13,7 +13,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from openai_django_sessions import DjangoSession, SessionDetails
-from openai_django_sessions.models import AgentMessage, AgentSession
+from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
+from openai_django_sessions.usage import UsageTotals
 from tests.conftest import in_requests
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,9 +85,9 @@ async def test_owner_values_that_are_not_keys_are_refused_before_anything_is_rea
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30, "1.5", "1e400", "", " "])
 def test_keys_the_user_models_key_cannot_hold_are_refused(value: Any) -> None:
-    with pytest.raises(ValueError, match="is not a valid primary key of auth.User"):
+    with pytest.raises(ValueError, match=r"is not a valid primary key of auth\.User"):
         DjangoSession("trip", owner=value)
-    with pytest.raises(ValueError, match="is not a valid primary key of auth.User"):
+    with pytest.raises(ValueError, match=r"is not a valid primary key of auth\.User"):
         AgentSession.objects.owned_by(value)
 
 
@@ -182,11 +183,31 @@ async def test_every_method_on_a_conversation_owned_by_someone_else_is_refused_u
         "clear_session": intruder.clear_session,
         "aget_details": intruder.aget_details,
         "aupdate_details": lambda: intruder.aupdate_details(title="mine"),
+        "aget_usage": intruder.aget_usage,
     }
     for name, call in calls.items():
         with pytest.raises(PermissionDenied):
             await call()
         assert await snapshot("shared-id") == before, name
+
+
+async def test_usage_totals_are_read_by_their_owner_only_and_say_no_more_than_get_items(
+    alice: Any, bob: Any
+) -> None:
+    await DjangoSession("trip", owner=alice).add_items([msg(1)])
+    row = await AgentSession.objects.aget(session_id="trip")
+    await AgentUsage.objects.acreate(session=row, requests=1, input_tokens=7, total_tokens=9)
+    await AgentSession.objects.acreate(session_id="nobodys")
+
+    with pytest.raises(PermissionDenied, match="'trip' belongs to another user"):
+        await DjangoSession("trip", owner=bob).aget_usage()
+    with pytest.raises(PermissionDenied, match="'nobodys' belongs to another user"):
+        await DjangoSession("nobodys", owner=bob).aget_usage()
+    # An id no one has stored reads as empty, as get_items reads it.
+    assert await DjangoSession("unknown", owner=bob).aget_usage() == UsageTotals()
+    assert await DjangoSession("unknown", owner=bob).get_items() == []
+    assert (await DjangoSession("trip", owner=alice).aget_usage()).total_tokens == 9
+    assert (await DjangoSession("trip").aget_usage()).input_tokens == 7
 
 
 async def test_a_session_without_owner_still_reads_every_conversation(alice: Any) -> None:

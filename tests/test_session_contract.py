@@ -226,7 +226,7 @@ def test_session_settings_of_the_wrong_type_are_refused(settings):
 
 
 def test_session_settings_with_an_unknown_field_are_refused_in_the_sdks_words():
-    with pytest.raises(TypeError, match="^Unknown session settings: limt, size$"):
+    with pytest.raises(TypeError, match=r"^Unknown session settings: limt, size$"):
         DjangoSession("s", session_settings={"size": 1, "limt": 3})
     with pytest.raises(ValueError, match="limit"):
         DjangoSession("s", session_settings={"limit": "many"})
@@ -237,7 +237,7 @@ def test_session_settings_with_an_unknown_field_are_refused_in_the_sdks_words():
 def test_session_settings_are_checked_the_same_way_by_sdks_without_their_check(monkeypatch):
     # openai-agents 0.8 has no coerce_session_settings: the same wording without it.
     monkeypatch.setattr(session_module, "_sdk_coerce", None)
-    with pytest.raises(TypeError, match="^Unknown session settings: limt, size$"):
+    with pytest.raises(TypeError, match=r"^Unknown session settings: limt, size$"):
         DjangoSession("s", session_settings={"size": 1, "limt": 3})
     with pytest.raises(TypeError, match="session_settings limit must be an int or None, not bool"):
         DjangoSession("s", session_settings={"limit": True})

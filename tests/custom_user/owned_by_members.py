@@ -57,7 +57,7 @@ async def test_a_member_is_named_by_their_uuid_or_its_text_and_nothing_else() ->
             DjangoSession("chat", owner=value)
         with pytest.raises(TypeError, match="or its primary key"):
             AgentSession.objects.owned_by(value)
-    with pytest.raises(ValueError, match="not a valid primary key of custom_user.Member"):
+    with pytest.raises(ValueError, match=r"not a valid primary key of custom_user\.Member"):
         DjangoSession("chat", owner=str(ann.pk)[:-1])
 
 
