@@ -284,10 +284,16 @@ class DjangoSession(SessionABC):
         def update() -> details.SessionDetails:
             row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
             if row is None:
+                # A first add_items may create the row after this read: the upsert
+                # then keeps that row's values, so the changes are set under its
+                # lock all the same.
                 values = {**self._new_row_values([]), **changes}
-                store.upsert_session(session_id=self.session_id, values=values, owner=self.owner_id)
+                session_pk = store.upsert_session(
+                    session_id=self.session_id, values=values, owner=self.owner_id
+                )
             else:
-                store.update_details(session_pk=row["pk"], values=changes)
+                session_pk = row["pk"]
+            store.update_details(session_pk=session_pk, values=changes)
             stored = store.session_details(session_id=self.session_id, owner=self.owner_id)
             assert stored is not None  # written in this transaction
             return _details(stored)

@@ -19,6 +19,9 @@ from tests.conftest import in_requests
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# Rounds of a race between two requests: enough for it to go each way many times.
+ROUNDS = 150
+
 
 def msg(n: int, role: str = "user") -> dict[str, Any]:
     return {"role": role, "content": f"message {n}"}
@@ -337,6 +340,23 @@ async def test_aupdate_details_creates_the_owned_row_before_any_message(alice: A
 
     assert (details.owner_id, details.title) == (alice.pk, "Draft")
     assert await session.get_items() == []
+
+
+async def test_aupdate_details_racing_the_first_write_of_a_new_id_loses_neither(
+    alice: Any,
+) -> None:
+    # Each round a new id: both requests may find no row and race to create it.
+    for n in range(ROUNDS):
+        session_id = f"race-{n}"
+        await in_requests(
+            lambda sid=session_id: DjangoSession(sid, owner=alice).add_items([msg(n)]),
+            lambda sid=session_id: DjangoSession(sid, owner=alice).aupdate_details(
+                title="Named", metadata={"round": n}
+            ),
+        )
+        row = await AgentSession.objects.aget(session_id=session_id)
+        assert (row.title, row.metadata) == ("Named", {"round": n}), session_id
+        assert await DjangoSession(session_id).get_items() == [msg(n)]
 
 
 async def test_aupdate_details_checks_its_arguments_before_writing() -> None:
