@@ -204,10 +204,8 @@ class DjangoSession(SessionABC):
         """
         if not items and isinstance(items, (list, tuple)):
             return
-        wrapper = usage.resolve(wrapper)
-        recording = usage.pending(wrapper, self._usage_key)
-        if await run_to_completion(partial(self._add_items, items, recording)) and recording:
-            usage.recorded(wrapper, self._usage_key, recording)
+        recording = usage.pending(usage.resolve(wrapper), self._usage_key)
+        await run_to_completion(partial(self._add_items, items, recording))
 
     async def pop_item(
         self, *, wrapper: RunContextWrapper[Any] | None = None
@@ -320,6 +318,25 @@ class DjangoSession(SessionABC):
             return usage.UsageTotals()
         return await sync_to_async(self._get_usage)()
 
+    async def arecord_usage(self, wrapper: RunContextWrapper[Any]) -> None:
+        """Record the usage of ``wrapper``'s run that no write of it recorded yet.
+
+        A run's usage is recorded by its writes (see ``usage``): what it spent
+        after its last write, a model response whose items were never stored
+        because the run was cancelled or failed, is not. Call this with the run's
+        context (``result.context_wrapper``) when a run ends that way. It records
+        exactly what is missing, in one transaction, and nothing if nothing is
+        (a second call, a run whose last write recorded everything, a wrapper
+        this session never saw): nothing is ever recorded twice. Creates the
+        session row if there is none, as a write would; ``PermissionDenied`` if
+        it is another owner's. Sessions on custom tables record no usage.
+        """
+        if self.session_model is not AgentSession:
+            return
+        recording = usage.pending(wrapper, self._usage_key)
+        if recording is not None:
+            await run_to_completion(partial(self._record_usage, recording))
+
     async def afork(
         self, new_session_id: str, *, keep: int | None = None, using: str | None = None
     ) -> DjangoSession:
@@ -396,13 +413,10 @@ class DjangoSession(SessionABC):
 
         See ``_replace_rows``; the run's pending usage is recorded with it.
         """
-        wrapper = usage.resolve(None)
-        recording = usage.pending(wrapper, self._usage_key)
-        replaced, recorded = await run_to_completion(
+        recording = usage.pending(usage.resolve(None), self._usage_key)
+        replaced = await run_to_completion(
             partial(self._replace_rows, expected, output, prune_prefix, batch, recording)
         )
-        if recorded and recording:
-            usage.recorded(wrapper, self._usage_key, recording)
         if replaced:
             self._stored.clear()
         return replaced
@@ -463,8 +477,23 @@ class DjangoSession(SessionABC):
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
         transactions.run(store.alias, write)
+        usage.recorded(recording)
         self._stored.update(fingerprints)
         return True
+
+    def _record_usage(self, recording: usage.Recording) -> None:
+        store = self._storage(write=True)
+        values = _usage_values(recording)
+        assert values is not None  # a recording has values
+
+        def write() -> None:
+            session_pk = store.upsert_session(
+                session_id=self.session_id, values=self._new_row_values([]), owner=self.owner_id
+            )
+            store.insert_usage(session_pk=session_pk, values=values)
+
+        transactions.run(store.alias, write)
+        usage.recorded(recording)
 
     def _pop_item(self) -> TResponseInputItem | None:
         store = self._storage(write=True)
@@ -582,8 +611,8 @@ class DjangoSession(SessionABC):
         prune_prefix: compaction.PrunePrefix | None,
         batch: int,
         recording: usage.Recording | None,
-    ) -> tuple[bool, bool]:
-        """Swap stored rows for ``output`` in one transaction; ``(replaced, usage recorded)``.
+    ) -> bool:
+        """Swap stored rows for ``output`` in one transaction; whether they were replaced.
 
         ``expected`` (the newest rows, oldest first, as a snapshot read them) must
         still be exactly the newest rows, else nothing is replaced. ``None``
@@ -626,7 +655,10 @@ class DjangoSession(SessionABC):
             self._on_commit(store.alias, signals.session_compacted, removed=removed, items=checked)
             return True, values is not None
 
-        return transactions.run(store.alias, replace)
+        replaced, recorded = transactions.run(store.alias, replace)
+        if recorded:
+            usage.recorded(recording)
+        return replaced
 
     def _prune_prefix(
         self, store: storage.Storage, before: int, prune_prefix: compaction.PrunePrefix, batch: int

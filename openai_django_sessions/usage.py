@@ -115,6 +115,9 @@ class Recording:
     delta: Totals
     details: dict[str, Any]
     total: Totals  # the run's total once this is recorded
+    # Where the run's marks live: ``recorded`` sets this session's mark there.
+    wrapper: Any = dataclasses.field(default=None, repr=False, compare=False)
+    key: str = ""
 
 
 def _detail(details: object, name: str) -> int:
@@ -186,10 +189,16 @@ def pending(wrapper: RunContextWrapper[Any] | None, key: str) -> Recording | Non
     entries = getattr(wrapper.usage, "request_usage_entries", None) or []
     if delta.request_entries > 0:
         details["requests"] = [_request_entry(e) for e in entries[recorded.request_entries :]]
-    return Recording(delta=delta, details=details, total=total)
+    return Recording(delta=delta, details=details, total=total, wrapper=wrapper, key=key)
 
 
-def recorded(wrapper: RunContextWrapper[Any] | None, key: str, recording: Recording) -> None:
-    """Remember that ``recording`` is committed, so the next write records only what follows."""
-    if wrapper is not None:
-        _marks(wrapper)[key] = recording.total
+def recorded(recording: Recording | None) -> None:
+    """Remember that ``recording`` is committed, so the next write records only what follows.
+
+    Called by the write itself, in its worker thread, as soon as its transaction
+    committed: a caller cancelled meanwhile (``run_to_completion`` raises
+    ``CancelledError`` once the work is done) must not leave the mark behind,
+    or the next recording would count this one again.
+    """
+    if recording is not None and recording.wrapper is not None:
+        _marks(recording.wrapper)[recording.key] = recording.total
