@@ -349,8 +349,8 @@ async def test_aupdate_details_racing_the_first_write_of_a_new_id_loses_neither(
     for n in range(ROUNDS):
         session_id = f"race-{n}"
         await in_requests(
-            lambda sid=session_id: DjangoSession(sid, owner=alice).add_items([msg(n)]),
-            lambda sid=session_id: DjangoSession(sid, owner=alice).aupdate_details(
+            lambda sid=session_id, n=n: DjangoSession(sid, owner=alice).add_items([msg(n)]),
+            lambda sid=session_id, n=n: DjangoSession(sid, owner=alice).aupdate_details(
                 title="Named", metadata={"round": n}
             ),
         )
