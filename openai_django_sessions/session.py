@@ -103,7 +103,8 @@ class DjangoSession(SessionABC):
             its ``limit`` applies when ``get_items`` is called without one.
         using: a database alias; default ``OPENAI_DJANGO_SESSIONS["DATABASE"]``,
             else Django's database routers.
-        owner: a user (of ``AUTH_USER_MODEL``) or its primary key. The row is
+        owner: a user (of ``AUTH_USER_MODEL``) or its primary key (a ``str``, an
+            ``int`` or a ``uuid.UUID``: see ``owners.owner_key``). The row is
             created with this owner, and every method on a row owned by another
             user, or by no one, raises ``PermissionDenied`` having read and
             written nothing. ``None``: no scoping (every conversation).
@@ -116,8 +117,9 @@ class DjangoSession(SessionABC):
 
     Raises ``ValueError`` for an invalid ``session_id``, table name, alias, title
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
-    the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
-    ``title`` and ``metadata`` raise ``ValueError`` (those tables lack the columns).
+    the wrong type (an owner that is a float, a ``Decimal``, bytes); with
+    ``sessions_table``/``messages_table``, ``owner``, ``title`` and ``metadata``
+    raise ``ValueError`` (those tables lack the columns).
 
     The four protocol methods accept the SDK's keyword-only ``wrapper`` (its
     ``RunContextWrapper``), so the ``Runner`` hands the run context over; with it,
