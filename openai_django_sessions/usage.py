@@ -10,6 +10,11 @@ session sees a wrapper (the ``Runner`` reads the history before it calls the
 model, and a resumed run reads it before anything else), whatever the total is
 then was spent before: zero for a new run, and for a resumed run what its first
 part already recorded.
+
+So what is stored for a run is its total as of its last committed write. What
+it spent after that (a run cancelled between a model response and the write of
+its items) is recorded by ``DjangoSession.arecord_usage``, with the same marks:
+nothing is recorded twice.
 """
 
 from __future__ import annotations
