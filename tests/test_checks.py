@@ -67,8 +67,11 @@ def test_table_names_of_the_wrong_type_are_reported_by_the_checks_not_at_model_i
     tmp_path: Path, setting: str, expected: str
 ) -> None:
     # The table names are read when the models are imported, before any check runs.
+    # No database is involved: an in-memory one keeps the backends' own checks quiet.
     (tmp_path / "bad_settings.py").write_text(
-        f"from tests.settings import *\nOPENAI_DJANGO_SESSIONS = {setting}\n"
+        "from tests.settings import *\n"
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}\n"
+        f"OPENAI_DJANGO_SESSIONS = {setting}\n"
     )
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
