@@ -30,7 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 Item = dict[str, Any]
 
@@ -261,7 +261,8 @@ class Query:
     fetch: str = "none"  # none | all | one | scalar | rowcount | lastrowid | many
 
 
-type Plan[T] = Generator[Query, Any, T]
+T = TypeVar("T")
+Plan: TypeAlias = Generator[Query, Any, T]
 
 
 @dataclass(frozen=True)
@@ -403,7 +404,7 @@ def fetched(cursor: Any, fetch: str, rows: Any) -> Any:
     return rows
 
 
-def drive_sync[T](cursor: Any, plan: Plan[T]) -> T:
+def drive_sync(cursor: Any, plan: Plan[T]) -> T:
     try:
         query = next(plan)
         while True:
@@ -419,7 +420,7 @@ def drive_sync[T](cursor: Any, plan: Plan[T]) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-async def drive_async[T](cursor: Any, plan: Plan[T]) -> T:
+async def drive_async(cursor: Any, plan: Plan[T]) -> T:
     try:
         query = next(plan)
         while True:
@@ -436,7 +437,7 @@ async def drive_async[T](cursor: Any, plan: Plan[T]) -> T:
 
 
 class Backend(Protocol):
-    async def run[T](self, plan: Plan[T], *, write: bool) -> T: ...
+    async def run(self, plan: Plan[T], *, write: bool) -> T: ...
     async def close(self) -> None: ...
 
 
@@ -458,7 +459,7 @@ class ThreadedBackend:
                 self._opened.append(conn)
         return conn
 
-    def _run[T](self, plan: Plan[T], write: bool) -> T:
+    def _run(self, plan: Plan[T], write: bool) -> T:
         cursor = self._connection().cursor()
         try:
             if not write:
@@ -474,7 +475,7 @@ class ThreadedBackend:
         finally:
             cursor.close()
 
-    async def run[T](self, plan: Plan[T], *, write: bool) -> T:
+    async def run(self, plan: Plan[T], *, write: bool) -> T:
         return await asyncio.to_thread(self._run, plan, write)
 
     async def close(self) -> None:
@@ -506,7 +507,7 @@ class PsycopgBackend:
             finally:
                 self._idle.append(conn)
 
-    async def run[T](self, plan: Plan[T], *, write: bool) -> T:
+    async def run(self, plan: Plan[T], *, write: bool) -> T:
         async with self._connection() as conn:
             if not write:
                 async with conn.cursor() as cursor:

@@ -32,11 +32,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench  # the benchmark's set-up and items, from beside this file
+
+T = TypeVar("T")
 
 LAYERS = ("hop", "python", "statements", "commit")
 
@@ -47,7 +49,7 @@ class Clock:
     def __init__(self) -> None:
         self.spent = dict.fromkeys(("sync", "statements", "commit"), 0.0)
 
-    def timed[T](self, layer: str, func: Callable[..., T]) -> Callable[..., T]:
+    def timed(self, layer: str, func: Callable[..., T]) -> Callable[..., T]:
         def timed_call(*args: Any, **kwargs: Any) -> T:
             start = time.perf_counter()
             try:

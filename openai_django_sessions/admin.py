@@ -28,9 +28,13 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from . import display, owners, routing, usage
 from .models import AgentMessage, AgentSession, session_id_contains
+
+__all__ = ["AgentSessionAdmin", "AgentSessionForm"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class LastActivityFilter(admin.DateFieldListFilter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.title = "last activity"
+        self.title = _("last activity")
 
 
 DATABASE_PARAMETER = "database"
@@ -101,7 +105,7 @@ def shown_database(request: HttpRequest) -> str:
 class DatabaseFilter(admin.SimpleListFilter):
     """Which database's sessions the changelist shows; only there when there are several."""
 
-    title = "database"
+    title = _("database")
     parameter_name = DATABASE_PARAMETER
 
     def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
@@ -148,7 +152,7 @@ class AgentSessionForm(forms.ModelForm):
     def clean_metadata(self) -> Any:
         value = self.cleaned_data["metadata"]
         if not isinstance(value, dict):
-            raise forms.ValidationError("Metadata must be a JSON object, such as {}.")
+            raise forms.ValidationError(_("Metadata must be a JSON object, such as {}."))
         return value
 
 
@@ -210,7 +214,8 @@ class AgentSessionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         context = dict(extra_context or {})
         if len(routing.databases(AgentSession)) > 1:
-            context.setdefault("subtitle", f"Database: {shown_database(request)}")
+            subtitle = gettext("Database: %(alias)s") % {"alias": shown_database(request)}
+            context.setdefault("subtitle", subtitle)
         return super().changelist_view(request, context)
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
@@ -232,21 +237,21 @@ class AgentSessionAdmin(admin.ModelAdmin):
             rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
             rows.update(**changed)
 
-    @admin.display(description="messages", ordering="message_count")
+    @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:
         return _message_count(obj)
 
-    @admin.display(description="tokens", ordering="usage_total_tokens")
+    @admin.display(description=_("tokens"), ordering="usage_total_tokens")
     def tokens(self, obj: AgentSession) -> int:
         return int(getattr(obj, "usage_total_tokens", 0))
 
-    @admin.display(description="usage")
+    @admin.display(description=_("usage"))
     def usage(self, obj: AgentSession) -> str:
         return display.usage_line(
             {name: getattr(obj, f"usage_{name}", 0) for name in usage.COUNTERS}
         )
 
-    @admin.display(description="last activity", ordering="updated_at")
+    @admin.display(description=_("last activity"), ordering="updated_at")
     def last_activity(self, obj: AgentSession) -> str:
         # Formatted here: the change form shows a method's value as text, unlike a field's.
         return str(display_for_value(obj.updated_at, self.get_empty_value_display()))
@@ -268,8 +273,16 @@ class AgentSessionAdmin(admin.ModelAdmin):
         sessions = list(objs)
         counts = {session.pk: _message_count(session) for session in sessions}
         summary = [
-            f"{str(AgentSession._meta.verbose_name).capitalize()}: {s.session_id} "
-            f"({counts[s.pk]} message{'' if counts[s.pk] == 1 else 's'})"
+            ngettext(
+                "%(model)s: %(session_id)s (%(count)d message)",
+                "%(model)s: %(session_id)s (%(count)d messages)",
+                counts[s.pk],
+            )
+            % {
+                "model": str(AgentSession._meta.verbose_name).capitalize(),
+                "session_id": s.session_id,
+                "count": counts[s.pk],
+            }
             for s in sessions
         ]
         model_count = {
@@ -277,6 +290,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
             str(AgentMessage._meta.verbose_name_plural): sum(counts.values()),
         }
         return summary, model_count, set(), []
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> AgentSession | None:
+        """The session, read once per request: ``change_view`` needs it for the
+        conversation before Django's change form reads it again."""
+        read: dict[tuple[str, str | None], AgentSession | None] = request.__dict__.setdefault(
+            "_openai_django_sessions_objects", {}
+        )
+        key = (object_id, from_field)
+        if key not in read:
+            read[key] = super().get_object(request, object_id, from_field)
+        return read[key]
 
     def change_view(
         self,

@@ -8,11 +8,12 @@ The SDK's ``OpenAIResponsesCompactionSession`` replaces history in two ways:
 - manual ``run_compaction()`` replaces the whole history through
   ``_atomic_replace_items``.
 
-Both are underscore names of the SDK (present since 0.2x, absent in 0.8):
-``DjangoSession`` defines them, the SDK looks them up at run time, and an SDK
-that does not know them never calls them (it falls back to ``clear_session``
-then ``add_items``). Each replacement is one transaction under the session row's
-lock; the session row (primary key, ``created_at``, owner, metadata) is kept.
+Both are underscore names of the SDK (the snapshot since openai-agents 0.23.1,
+the replacement since 0.24.0): ``DjangoSession`` defines them, the SDK looks them
+up at run time, and an SDK that does not know one never calls it (it falls back
+to ``clear_session`` then ``add_items``). Each replacement is one transaction
+under the session row's lock; the session row (primary key, ``created_at``,
+owner, metadata) is kept.
 
 ``CompactionSession`` is the SDK's class with one addition: it hands the run
 context (``wrapper``) to the session it wraps, which the SDK's class does not,
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 
     from .session import DjangoSession
 
-# ``None`` on SDKs without atomic suffix replacement (before 0.2x, such as 0.8).
+__all__ = ["CompactionSession"]
+
+# ``None`` on SDKs without atomic suffix replacement (before 0.23.1, such as 0.8 and 0.22.3).
 Snapshot: Any = getattr(sdk_session, "_CompactionSnapshot", None)
 SNAPSHOTS_SUPPORTED = Snapshot is not None
 

@@ -22,7 +22,7 @@ class _Start:
         self.abandoned = False
 
 
-async def run_to_completion[T](func: Callable[[], T]) -> T:
+async def run_to_completion(func: Callable[[], T]) -> T:
     """Run ``func`` through ``sync_to_async`` and wait for it to finish, even if cancelled.
 
     Once ``CancelledError`` reaches the caller, ``func`` has returned or
@@ -60,7 +60,7 @@ async def run_to_completion[T](func: Callable[[], T]) -> T:
     return await _wait_for_thread(helper, result, start)
 
 
-async def _wait_for_thread[T](
+async def _wait_for_thread(
     helper: asyncio.Future[T], result: concurrent.futures.Future[T], start: _Start
 ) -> T:
     """After a cancellation: wait until the work has finished, or is known never to run."""

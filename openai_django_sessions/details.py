@@ -13,6 +13,8 @@ from typing import Any
 
 from .items import check_json_object, check_text
 
+__all__ = ["SessionDetails"]
+
 TITLE_MAX_LENGTH = 255  # AgentSession.title's max_length
 AUTO_TITLE_LENGTH = 80  # a readable line in a conversation list
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 
 @dataclass(frozen=True)
 class ItemView:
@@ -92,9 +94,16 @@ def _summary_text(summary: object) -> str:
 
 
 def usage_line(totals: dict[str, int]) -> str:
-    """Usage totals in one line: ``1,234 tokens (1,000 in, 200 cached; 234 out, ...)``."""
+    """Usage totals in one line: ``1,234 tokens (1,000 in, 200 cached; 234 out, ...)``.
+
+    In the active language (the admin's); management commands run with
+    translations deactivated, as Django's do, so ``show`` prints it in English.
+    """
+    figures = {name: f"{value:,}" for name, value in totals.items()}
     return (
-        f"{totals['total_tokens']:,} tokens ({totals['input_tokens']:,} in,"
-        f" {totals['cached_tokens']:,} cached; {totals['output_tokens']:,} out,"
-        f" {totals['reasoning_tokens']:,} reasoning) in {totals['requests']:,} requests"
+        gettext(
+            "%(total_tokens)s tokens (%(input_tokens)s in, %(cached_tokens)s cached;"
+            " %(output_tokens)s out, %(reasoning_tokens)s reasoning) in %(requests)s requests"
+        )
+        % figures
     )

@@ -18,11 +18,21 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import owners, transactions
+from . import routing, transactions
 from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
+
+__all__ = [
+    "MessageCount",
+    "PruneResult",
+    "erase_owner",
+    "parse_duration",
+    "prune",
+    "sessions",
+    "sessions_of",
+]
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -74,7 +84,7 @@ def sessions(
     """
     queryset = AgentSession.objects.using(using).select_related("owner").with_counts()
     if owner is not None:
-        queryset = queryset.filter(**{f"owner__{owners.username_field()}": owner})
+        queryset = queryset.owned_by_username(owner)
     if inactive_for is not None:
         queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
     if search:
@@ -121,6 +131,27 @@ class PruneResult:
         return PruneResult(
             sessions=self.sessions + other.sessions, messages=self.messages + other.messages
         )
+
+
+def erase_owner(username: str, *, using: str | None = None) -> PruneResult:
+    """Delete every session of the user whose ``USERNAME_FIELD`` is ``username``.
+
+    On ``using``, else on every database sessions live on (``routing.databases``:
+    every shard with ``routers.ShardRouter``). Each session goes the way
+    ``DjangoSession.clear_session`` takes: in a transaction of its own under its
+    row's lock, with its messages and usage rows, ``session_cleared`` sent once
+    it is committed. A failure stops the erasure with the sessions before it
+    deleted: running it again finishes the job. The result counts the sessions
+    and their messages as they were when listed.
+    """
+    from .session import DjangoSession  # the session module imports the models' helpers
+
+    total = PruneResult(sessions=0, messages=0)
+    for alias in routing.databases(AgentSession, using=using):
+        for session in list(sessions(alias, owner=username)):
+            DjangoSession(session.session_id, using=alias)._clear_session()
+            total += PruneResult(sessions=1, messages=session.message_count)
+    return total
 
 
 def prune(

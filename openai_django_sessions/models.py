@@ -15,9 +15,20 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.db.models.functions import Coalesce, Lower
+from django.utils.translation import gettext_lazy as _
 
 from . import conf, usage
 from .items import ItemEncoder
+
+__all__ = [
+    "AbstractAgentMessage",
+    "AbstractAgentSession",
+    "AgentMessage",
+    "AgentSession",
+    "AgentSessionQuerySet",
+    "AgentUsage",
+    "SessionIdField",
+]
 
 
 class SessionIdField(models.CharField):
@@ -56,9 +67,9 @@ def session_id_contains(text: str) -> Q:
 
 
 class AbstractAgentSession(models.Model):
-    session_id = SessionIdField(max_length=255, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    session_id = SessionIdField(_("session id"), max_length=255, unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         abstract = True
@@ -68,8 +79,8 @@ class AbstractAgentSession(models.Model):
 
 
 class AbstractAgentMessage(models.Model):
-    data = models.JSONField(encoder=ItemEncoder)
-    created_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField(_("data"), encoder=ItemEncoder)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         abstract = True
@@ -90,6 +101,13 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         from .owners import owner_key
 
         return self.filter(owner_id=owner_key(owner))
+
+    def owned_by_username(self, username: str) -> Self:
+        """The sessions of the user whose ``USERNAME_FIELD`` is ``username`` (on this
+        queryset's database): how ``agent_sessions`` names owners."""
+        from .owners import username_field
+
+        return self.filter(**{f"owner__{username_field()}": username})
 
     def with_counts(self) -> Self:
         """Annotate each session with ``message_count`` and its usage totals
@@ -124,25 +142,31 @@ class AgentSession(AbstractAgentSession):
     # foreign key too, and a second one could tempt a planner into sorting.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
         null=True,
         blank=True,
         on_delete=models.CASCADE,
         related_name="agent_sessions",
         db_index=False,
     )
-    title = models.CharField(max_length=255, blank=True, default="")
-    metadata = models.JSONField(default=dict, blank=True)
+    title = models.CharField(_("title"), max_length=255, blank=True, default="")
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     # A plain value, not a foreign key: it survives the source's deletion and
     # names a source stored on another database just as well.
-    forked_from = models.CharField(max_length=255, blank=True, default="")
-    # The id of the source's last message copied; None: not a fork, or an empty one.
-    forked_from_item = models.BigIntegerField(null=True, blank=True)
+    forked_from = models.CharField(_("forked from"), max_length=255, blank=True, default="")
+    # How many of the source's items the fork copied, counted from its first: the
+    # fork continues the source after item number N. A position, not a message id,
+    # so it means the same after export/import into another database. 0: an empty
+    # fork; None: not a fork.
+    forked_from_position = models.PositiveBigIntegerField(
+        _("forked from position"), null=True, blank=True)
 
     objects = AgentSessionQuerySet.as_manager()
 
     class Meta:
         db_table = conf.table_setting("SESSIONS_TABLE")
-        verbose_name = "agent session"
+        verbose_name = _("agent session")
+        verbose_name_plural = _("agent sessions")
         # "This owner's conversations, most recent first" reads this index in order.
         indexes = [models.Index(fields=["owner", "-updated_at"], name="agent_session_owner_idx")]
 
@@ -151,12 +175,17 @@ class AgentMessage(AbstractAgentMessage):
     # No index of its own: the (session, id) index below serves the foreign
     # key too, and a second one tempts PostgreSQL into sorting whole sessions.
     session = models.ForeignKey(
-        AgentSession, on_delete=models.CASCADE, related_name="messages", db_index=False
+        AgentSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
     )
 
     class Meta:
         db_table = conf.table_setting("MESSAGES_TABLE")
-        verbose_name = "agent message"
+        verbose_name = _("agent message")
+        verbose_name_plural = _("agent messages")
         # get_items(limit=N) reads the newest N rows of one session through this.
         indexes = [models.Index(fields=["session", "id"], name="agent_msg_session_id_idx")]
 
@@ -166,22 +195,26 @@ class AgentUsage(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     session = models.ForeignKey(
-        AgentSession, on_delete=models.CASCADE, related_name="usage", db_index=False
+        AgentSession,
+        verbose_name=_("session"),
+        on_delete=models.CASCADE,
+        related_name="usage",
+        db_index=False,
     )
-    requests = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    total_tokens = models.BigIntegerField(default=0)
-    cached_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(_("requests"), default=0)
+    input_tokens = models.BigIntegerField(_("input tokens"), default=0)
+    output_tokens = models.BigIntegerField(_("output tokens"), default=0)
+    total_tokens = models.BigIntegerField(_("total tokens"), default=0)
+    cached_tokens = models.BigIntegerField(_("cached tokens"), default=0)
+    reasoning_tokens = models.BigIntegerField(_("reasoning tokens"), default=0)
     # Whatever else the SDK reported that has no column, so nothing reported is lost.
-    details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         db_table = conf.table_setting("USAGE_TABLE")
-        verbose_name = "agent usage"
-        verbose_name_plural = "agent usage"
+        verbose_name = _("agent usage")
+        verbose_name_plural = _("agent usage")
         # As for messages: one (session, id) index serves the foreign key and
         # reading a session's recordings in order.
         indexes = [models.Index(fields=["session", "id"], name="agent_usage_session_idx")]

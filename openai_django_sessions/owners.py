@@ -9,6 +9,7 @@ caller refuses the same things with the same messages, before any query runs.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -68,3 +69,10 @@ def username_field() -> str:
 def username_of(user: models.Model | None) -> str | None:
     """``user``'s ``USERNAME_FIELD`` value; ``None`` for no user."""
     return None if user is None else str(getattr(user, username_field()))
+
+
+def user_exists(username: str, aliases: Sequence[str]) -> bool:
+    """Whether a user with this ``USERNAME_FIELD`` value is on one of ``aliases``."""
+    users = get_user_model()._default_manager
+    name = username_field()
+    return any(users.db_manager(a).filter(**{name: username}).exists() for a in aliases)

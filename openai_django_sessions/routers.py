@@ -24,6 +24,8 @@ from django.db.models import Model
 
 from . import conf, routing
 
+__all__ = ["ShardRouter", "shard_for"]
+
 APP_LABEL = "openai_django_sessions"
 
 

@@ -26,6 +26,8 @@ from .owners import owner_key
 if TYPE_CHECKING:
     from agents.run_context import RunContextWrapper
 
+__all__ = ["DjangoSession"]
+
 
 # The SDK's own check of a settings dict, in the SDKs that have it; for older
 # ones (0.8 lacks it) the same check and wording are made here.
@@ -94,9 +96,10 @@ class DjangoSession(SessionABC):
 
     Args:
         session_id: the conversation's key, a non-empty str of at most 255 characters.
-        sessions_table, messages_table: table names; ``None`` uses the names from
-            ``OPENAI_DJANGO_SESSIONS`` (``agent_sessions`` / ``agent_messages``),
-            which are the migrated tables. Must be plain SQL identifiers.
+        sessions_table: the sessions' table name; ``None`` uses the name from
+            ``OPENAI_DJANGO_SESSIONS`` (``agent_sessions``), the migrated table.
+            Must be a plain SQL identifier.
+        messages_table: the messages' table name, likewise (``agent_messages``).
         create_tables: create the tables on first use if missing (development only;
             use ``migrate`` in production).
         session_settings: the SDK's ``SessionSettings`` (or a dict of its fields);
@@ -346,8 +349,9 @@ class DjangoSession(SessionABC):
 
         Returns the ``DjangoSession`` of ``new_session_id`` (same tables and
         options). The new row copies owner, title and metadata and records
-        ``forked_from`` (this session's id) and ``forked_from_item`` (the id of
-        the last message copied; ``None`` if none was). This session is unchanged.
+        ``forked_from`` (this session's id) and ``forked_from_position`` (how many
+        of its items were copied: the fork continues it after that item; ``0`` if
+        none were). This session is unchanged.
 
         One transaction, and one ``INSERT ... SELECT`` for the messages, whatever
         their number. ``using`` puts the new session on another database (default:
@@ -541,17 +545,17 @@ class DjangoSession(SessionABC):
         """The fork's session row values and (data, created_at) of the messages to copy."""
         values = self._fork_values(store, keep)
         rows = store.messages_of(session_id=self.session_id)
-        rows = rows.filter(pk__lte=values["forked_from_item"] or 0).order_by("id")
+        rows = rows.filter(pk__lte=values["_through_id"] or 0).order_by("id")
         return values, list(rows.values_list("data", "created_at"))
 
     def _fork_here(self, fork: DjangoSession, store: storage.Storage, keep: int | None) -> None:
         values = self._fork_values(store, keep)
         target_pk = fork._create_fork_row(store, values)
-        if values["forked_from_item"] is not None:
+        if values["_through_id"] is not None:
             store.copy_messages(
                 source_pk=values["_source_pk"],
                 target_pk=target_pk,
-                through_id=values["forked_from_item"],
+                through_id=values["_through_id"],
             )
 
     def _fork_target(
@@ -572,11 +576,15 @@ class DjangoSession(SessionABC):
         row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
         if row is None:
             raise ValueError(f"cannot fork session {self.session_id!r}: it does not exist")
-        through = store.last_id(session_id=self.session_id, keep=keep)
-        values: dict[str, Any] = {"_source_pk": row["pk"], "forked_from_item": through}
+        through, count = store.fork_point(session_id=self.session_id, keep=keep)
+        values: dict[str, Any] = {"_source_pk": row["pk"], "_through_id": through}
         if self.session_model is AgentSession:
             copied = ("owner_id", "title", "metadata")
-            values.update({name: row[name] for name in copied}, forked_from=self.session_id)
+            values.update(
+                {name: row[name] for name in copied},
+                forked_from=self.session_id,
+                forked_from_position=count,
+            )
         return values
 
     def _create_fork_row(self, store: storage.Storage, values: dict[str, Any]) -> int:

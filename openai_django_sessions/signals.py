@@ -18,6 +18,8 @@ Receivers run after the commit, in the thread that did the write, through
 
 from django.dispatch import Signal
 
+__all__ = ["session_cleared", "session_compacted", "session_item_popped", "session_items_added"]
+
 session_items_added = Signal()
 session_item_popped = Signal()
 session_cleared = Signal()

@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Field, ForeignKey, Max, Model, QuerySet, Subquery
+from django.db.models import Count, Field, ForeignKey, Max, Model, QuerySet, Subquery
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery, UpdateQuery
@@ -506,14 +506,16 @@ class Storage:
             rows = rows.filter(pk__lte=through_id)
         rows.delete()
 
-    def last_id(self, *, session_id: str, keep: int | None) -> int | None:
-        """The id of the session's ``keep``-th message (its last if fewer, or ``keep=None``)."""
+    def fork_point(self, *, session_id: str, keep: int | None) -> tuple[int | None, int]:
+        """The id of the session's ``keep``-th message (its last if fewer, or with
+        ``keep=None``) and how many messages go up to it; ``(None, 0)`` if none do."""
         rows = self.messages_of(session_id=session_id).order_by("id")
         if keep == 0:
-            return None
+            return None, 0
         kept = rows if keep is None else rows[:keep]
-        last = kept.aggregate(last=Max("id"))["last"]
-        return None if last is None else int(last)
+        found = kept.aggregate(last=Max("id"), count=Count("id"))
+        last = found["last"]
+        return (None, 0) if last is None else (int(last), int(found["count"]))
 
     def copy_messages(self, *, source_pk: int, target_pk: int, through_id: int) -> int:
         """Copy session ``source_pk``'s messages up to id ``through_id`` to ``target_pk``.

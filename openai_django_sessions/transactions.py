@@ -13,7 +13,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from django.db import DatabaseError, connections, transaction
@@ -132,6 +132,32 @@ def read_committed(alias: str) -> None:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
+@contextlib.contextmanager
+def snapshot(alias: str) -> Iterator[None]:
+    """A read-only transaction on ``alias`` whose reads all see the database at one moment.
+
+    What export reads a session in: its row, items and usage rows in several
+    queries, none of them showing a change committed meanwhile (a compaction
+    replacing the history). PostgreSQL and MySQL/MariaDB run it at REPEATABLE
+    READ (Django's MySQL backend defaults to READ COMMITTED), whose reads use
+    one snapshot and take no locks; on SQLite a read transaction holds one
+    snapshot (in WAL mode writers go on meanwhile; in the rollback-journal
+    modes they wait for it). Inside a transaction the caller opened, the
+    caller's isolation decides. Nothing is retried: what was read has been
+    handed on already.
+    """
+    conn = connections[alias]
+    if conn.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=alias):
+        if conn.vendor in ("postgresql", "mysql"):
+            with conn.cursor() as cursor:
+                # Before the first read: the level applies to this transaction.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 _sqlite_write_locks: dict[str, threading.Lock] = {}
 _sqlite_write_locks_guard = threading.Lock()
 
@@ -177,7 +203,7 @@ def backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.25)))
 
 
-def run[T](alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
+def run(alias: str, func: Callable[[], T], *, atomic: bool = True) -> T:
     """Run ``func`` on ``alias`` (in a transaction when ``atomic``) and return its result.
 
     - Contention (SQLite "database is locked", InnoDB deadlocks and lock wait

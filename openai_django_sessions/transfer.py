@@ -4,19 +4,32 @@ The JSON Lines format has one session per line::
 
     {"session_id": "...", "created_at": "<ISO 8601>", "updated_at": "<ISO 8601>",
      "owner": "<the owner's USERNAME_FIELD value>" | null, "title": "...", "metadata": {...},
-     "items": [{"data": {...the SDK item...}, "created_at": "<ISO 8601>"}, ...]}
+     "forked_from": "<source session id>" | "", "forked_from_position": N | null,
+     "items": [{"data": {...the SDK item...}, "created_at": "<ISO 8601>"}, ...],
+     "usage": [{"requests": N, "input_tokens": N, ..., "details": {...},
+                "created_at": "<ISO 8601>"}, ...]}
 
-Items are in conversation order. The keys are the models' fields (``_meta``):
-every concrete field of the session row but its primary key, and of each
-message but its primary key and session, so a field added to a model is
-exported and imported with no change here. The owner is the exception: it is
-written as ``"owner"``, the user's ``USERNAME_FIELD`` value (``null``: no owner),
-so a file moves between databases whose primary keys differ. Export then import
-gives back the same items, in the same order, with the same timestamps, owner,
-title and metadata. On import ``created_at`` and ``updated_at`` may be left out
-(they become the time of the import), and so may the other fields (their
-defaults: no owner, empty title and metadata); a timestamp without an offset is
-read as UTC, as the SDK's SQLite files store them.
+Items and usage rows are in the order they were stored. The keys are the
+models' fields (``_meta``): every concrete field of the session row but its
+primary key, of each message and each usage row (``AgentUsage``) but its
+primary key and session, so a field added to a model is exported and imported
+with no change here. The owner is the exception: it is written as ``"owner"``,
+the user's ``USERNAME_FIELD`` value (``null``: no owner), so a file moves
+between databases whose primary keys differ; a fork's provenance is the source's
+session id and a position (how many of its items the fork copied), never a
+primary key. Export then import gives back every row this app stores for a
+session: the same items in the same order, usage rows, timestamps, owner,
+title, metadata and fork provenance. Each session is read in one transaction
+(``transactions.snapshot``), so a line is the session as it was at one moment,
+even while a compaction replaces its history.
+
+On import every value passes the checks ``DjangoSession`` applies to it
+(``check_session_id``, ``details.check_title``, ``details.check_metadata``,
+``items.check_items``...), for every line, before anything is written.
+``created_at`` and ``updated_at`` may be left out (they become the time of the
+import), and so may the other fields (their defaults: no owner, empty title
+and metadata, not a fork, no usage); a timestamp without an offset is read as
+UTC, as the SDK's SQLite files store them.
 """
 
 from __future__ import annotations
@@ -38,9 +51,9 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, models
 from django.utils import timezone
 
-from . import owners, routing, storage, transactions
-from .items import MAX_DEPTH, check_items, check_session_id
-from .models import AgentMessage, AgentSession
+from . import details, owners, routing, storage, transactions
+from .items import MAX_DEPTH, check_items, check_json_object, check_session_id, check_text
+from .models import AgentMessage, AgentSession, AgentUsage
 
 Existing = Literal["refuse", "replace", "skip"]
 # What an import does with a session whose owner is not a user of the target database.
@@ -82,11 +95,13 @@ class StoredItem:
 
 @dataclass
 class SessionRecord:
-    """One session: its row's values by field ``attname`` (``session_id`` always), its items."""
+    """One session: its row's values by field ``attname`` (``session_id`` always), its
+    items, and its usage rows (each by ``AgentUsage`` field ``attname``)."""
 
     values: dict[str, Any]
     items: list[StoredItem] = field(default_factory=list)
     owner: str | None = None  # the owner's USERNAME_FIELD value
+    usage: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def session_id(self) -> str:
@@ -122,6 +137,13 @@ def item_fields() -> list[models.Field[Any, Any]]:
     return [f for f in storage.columns(AgentMessage) if f is not session]
 
 
+def usage_fields() -> list[models.Field[Any, Any]]:
+    """A usage row's fields: every concrete one of ``AgentUsage`` but the primary key and
+    the session."""
+    session = storage.session_key(AgentUsage, AgentSession)
+    return [f for f in storage.columns(AgentUsage) if f is not session]
+
+
 # -- export -------------------------------------------------------------------
 
 
@@ -136,6 +158,7 @@ def export_sessions(
     *,
     using: str | None = None,
     session_ids: Sequence[str] | None = None,
+    owner: str | None = None,
     batch_size: int = 1000,
     on_session: Callable[[], None] | None = None,
 ) -> TransferResult:
@@ -145,11 +168,19 @@ def export_sessions(
     (``routing.databases``: every shard with ``routers.ShardRouter``), each
     named session looked up where the routing rule places it.
     ``session_ids`` picks sessions (default: all); one that does not exist
-    raises ``TransferError`` before anything is written. Rows are read
-    ``batch_size`` at a time and written as they arrive, so memory does not grow
-    with the number of sessions or of items. ``on_session`` is called after each
-    session is written.
+    raises ``TransferError`` before anything is written. ``owner`` (a
+    ``USERNAME_FIELD`` value, not with ``session_ids``) picks that user's
+    sessions; a user who does not exist raises ``TransferError``.
+
+    Each session is read in a transaction of its own that sees one moment of it
+    (``transactions.snapshot``): its row, items and usage rows are consistent
+    even while a compaction or another write changes it; one deleted meanwhile
+    is left out. Rows are read ``batch_size`` at a time and written as they
+    arrive, so memory does not grow with the number of sessions or of items.
+    ``on_session`` is called after each session is written.
     """
+    if owner is not None and session_ids is not None:
+        raise TransferError("Name sessions or an owner, not both.")
     plan = _export_plan(using, session_ids)
     missing = [
         sid for alias, wanted in plan if wanted is not None for sid in _missing(alias, wanted)
@@ -159,37 +190,62 @@ def export_sessions(
         raise TransferError(
             f"No session {_quote_list(missing)} in database {where}; nothing was exported."
         )
+    if owner is not None and not owners.user_exists(owner, [alias for alias, _ in plan]):
+        where = _quote_list([alias for alias, _ in plan])
+        raise TransferError(f"No user {owner!r} in database {where}; nothing was exported.")
     result = TransferResult()
-    fields = session_fields()
     for alias, wanted in plan:
-        queryset = AgentSession.objects.using(alias).select_related("owner")
+        queryset = AgentSession.objects.using(alias).all()
         if wanted is not None:
             queryset = queryset.filter(session_id__in=wanted)
-        for session in _in_batches(queryset, batch_size):
-            head = {f.attname: _to_json(getattr(session, f.attname)) for f in fields}
-            head["owner"] = owners.username_of(session.owner)
-            # The record is written in pieces, items as they are read: "]}" closes it.
-            stream.write(_dumps(head)[:-1] + ',"items":[')
-            first = True
-            for values in _items_in_batches(alias, session.pk, batch_size):
-                item = _dumps({name: _to_json(value) for name, value in values.items()})
-                stream.write(item if first else "," + item)
-                first = False
-                result.items += 1
-            stream.write("]}\n")
+        if owner is not None:
+            queryset = queryset.owned_by_username(owner)
+        for session_pk in _pks_in_batches(queryset, batch_size):
+            with transactions.snapshot(alias):
+                written = _export_session(stream, alias, session_pk, batch_size)
+            if written is None:  # deleted since it was listed
+                continue
             result.sessions += 1
+            result.items += written
             if on_session is not None:
                 on_session()
     return result
 
 
-def count_sessions(using: str | None = None, session_ids: Sequence[str] | None = None) -> int:
+def _export_session(stream: TextSink, using: str, session_pk: int, batch_size: int) -> int | None:
+    """Write one session's line; how many items it had (``None``: the session is gone)."""
+    session = AgentSession.objects.using(using).select_related("owner").filter(pk=session_pk)
+    found = session.first()
+    if found is None:
+        return None
+    head = {f.attname: _to_json(getattr(found, f.attname)) for f in session_fields()}
+    head["owner"] = owners.username_of(found.owner)
+    # The record is written in pieces, rows as they are read: "]}" closes it.
+    stream.write(_dumps(head)[:-1] + ',"items":[')
+    items = 0
+    for values in _rows_in_batches(AgentMessage, item_fields(), using, session_pk, batch_size):
+        stream.write(("," if items else "") + _dumps(values))
+        items += 1
+    stream.write('],"usage":[')
+    first = True
+    for values in _rows_in_batches(AgentUsage, usage_fields(), using, session_pk, batch_size):
+        stream.write(("" if first else ",") + _dumps(values))
+        first = False
+    stream.write("]}\n")
+    return items
+
+
+def count_sessions(
+    using: str | None = None, session_ids: Sequence[str] | None = None, owner: str | None = None
+) -> int:
     """How many sessions ``export_sessions`` would write (for a progress bar)."""
     total = 0
     for alias, wanted in _export_plan(using, session_ids):
         queryset = AgentSession.objects.using(alias).all()
         if wanted is not None:
             queryset = queryset.filter(session_id__in=wanted)
+        if owner is not None:
+            queryset = queryset.owned_by_username(owner)
         total += queryset.count()
     return total
 
@@ -207,21 +263,29 @@ def _export_plan(
     return list(groups.items())
 
 
-def _in_batches(queryset: models.QuerySet[AgentSession], size: int) -> Iterator[AgentSession]:
+def _pks_in_batches(queryset: models.QuerySet[AgentSession], size: int) -> Iterator[int]:
     # Keyset pagination, not a cursor: flat memory on every backend (MySQL's
     # driver buffers whole results) and no transaction held open meanwhile.
     last_pk = 0
     while True:
-        batch = list(queryset.filter(pk__gt=last_pk).order_by("pk")[:size])
+        page = queryset.filter(pk__gt=last_pk).order_by("pk")
+        batch = list(page.values_list("pk", flat=True)[:size])
         if not batch:
             return
         yield from batch
-        last_pk = batch[-1].pk
+        last_pk = batch[-1]
 
 
-def _items_in_batches(using: str, session_pk: int, size: int) -> Iterator[dict[str, Any]]:
-    rows = AgentMessage.objects.using(using).filter(session_id=session_pk)
-    names = [f.attname for f in item_fields()]
+def _rows_in_batches(
+    model: type[models.Model],
+    fields: list[models.Field[Any, Any]],
+    using: str,
+    session_pk: int,
+    size: int,
+) -> Iterator[dict[str, Any]]:
+    """The session's rows of ``model`` in id order, each as JSON values by field attname."""
+    rows = model._default_manager.using(using).filter(session_id=session_pk)
+    names = [f.attname for f in fields]
     last_pk = 0
     while True:
         page = rows.filter(pk__gt=last_pk).order_by("pk")
@@ -229,7 +293,7 @@ def _items_in_batches(using: str, session_pk: int, size: int) -> Iterator[dict[s
         if not batch:
             return
         for row in batch:
-            yield dict(zip(names, row[1:], strict=True))
+            yield {name: _to_json(value) for name, value in zip(names, row[1:], strict=True)}
         last_pk = batch[-1][0]
 
 
@@ -257,7 +321,7 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Entry]:
             continue
         try:
             yield Entry(where, record=_record_from_json(value))
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             yield Entry(where, error=str(exc))
 
 
@@ -348,33 +412,61 @@ def _record_from_json(value: object) -> SessionRecord:
     if not isinstance(value, dict):
         raise ValueError("a line must be a JSON object with session_id and items")
     fields = {f.attname: f for f in session_fields()}
-    unknown = sorted(set(value) - set(fields) - {"items", "owner"})
+    unknown = sorted(set(value) - set(fields) - {"items", "owner", "usage"})
     if unknown:
         raise ValueError(f"unknown key {_quote_list(unknown)}")
     if "session_id" not in value or "items" not in value:
         raise ValueError("session_id and items are required")
     values = _values_from_json(value, fields, "")
-    items = value["items"]
+    items, usage = value["items"], value.get("usage", [])
     if not isinstance(items, list):
         raise ValueError("items must be a list")
+    if not isinstance(usage, list):
+        raise ValueError("usage must be a list")
     owner = value.get("owner")
     if owner is not None and (not isinstance(owner, str) or not owner):
         raise ValueError(f"owner must be a non-empty string or null, got {owner!r:.80}")
+    if owner is not None:
+        check_text("owner", owner)
     return SessionRecord(
-        values={**values, "session_id": check_session_id(value["session_id"])},
-        items=[_item_from_json(index, item) for index, item in enumerate(items)],
+        values=values,
+        items=[StoredItem(values=_row_from_json(f"items[{i}]", v)) for i, v in enumerate(items)],
         owner=owner,
+        usage=[_row_from_json(f"usage[{i}]", v) for i, v in enumerate(usage)],
     )
 
 
-def _item_from_json(index: int, value: object) -> StoredItem:
-    fields = {f.attname: f for f in item_fields()}
-    if not isinstance(value, dict) or "data" not in value or set(value) - set(fields):
+def _row_from_json(where: str, value: object) -> dict[str, Any]:
+    """An item's (``items[N]``) or a usage row's (``usage[N]``) values."""
+    model_fields = item_fields() if where.startswith("items") else usage_fields()
+    fields = {f.attname: f for f in model_fields}
+    required = ["data"] if "data" in fields else []
+    if not isinstance(value, dict) or set(required) - set(value) or set(value) - set(fields):
         keys = ", ".join(f'"{name}": ...' for name in fields)
-        raise ValueError(f"items[{index}] must be an object {{{keys}}}")
-    if not isinstance(value["data"], dict):
-        raise ValueError(f"items[{index}].data must be a JSON object")
-    return StoredItem(values=_values_from_json(value, fields, f"items[{index}]."))
+        raise ValueError(f"{where} must be an object {{{keys}}}")
+    if required and not isinstance(value["data"], dict):
+        raise ValueError(f"{where}.data must be a JSON object")
+    return _values_from_json(value, fields, f"{where}.")
+
+
+def _check_forked_from(value: object) -> str:
+    # "" (not a fork) or the id of the session it was forked from.
+    if value == "":
+        return ""
+    try:
+        return check_session_id(value)
+    except ValueError as exc:
+        raise ValueError(f'forked_from must be "" or a session id: {exc}') from None
+
+
+# The checks DjangoSession applies to a session's values, by field name: an
+# import accepts exactly what the session accepts.
+_SESSION_CHECKS: dict[str, Callable[[Any], object]] = {
+    "session_id": check_session_id,
+    "title": details.check_title,
+    "metadata": details.check_metadata,
+    "forked_from": _check_forked_from,
+}
 
 
 def _values_from_json(
@@ -382,8 +474,13 @@ def _values_from_json(
 ) -> dict[str, Any]:
     """The values of ``value`` for ``fields``, as the fields hold them.
 
-    Timestamps left out (or null) become the time of the import, as ``auto_now``
-    would make them; other fields left out get their default when stored.
+    Each is checked as ``DjangoSession`` checks it (``_SESSION_CHECKS``), else
+    by its kind: text without U+0000 or lone surrogates, whole numbers (not
+    ``1.5``, ``"1"`` or ``true``), JSON objects within an item's limits, then
+    the field's validators (``max_length``, a positive integer...). Timestamps
+    left out (or null) become the time of the import, as ``auto_now`` would make
+    them; other fields left out get their default when stored. ``TypeError`` or
+    ``ValueError`` name the first value refused.
     """
     values: dict[str, Any] = {}
     for name, model_field in fields.items():
@@ -397,20 +494,38 @@ def _values_from_json(
             raise ValueError(f"{where}{name} must not be null")
         if raw is None:
             values[name] = raw
+        elif not where and name in _SESSION_CHECKS:
+            values[name] = _SESSION_CHECKS[name](raw)
         elif isinstance(model_field, models.JSONField):
-            # A field whose default is {} (metadata) holds a JSON object.
+            # A field whose default is {} (metadata, usage details) holds a JSON object.
             if model_field.default is dict and not isinstance(raw, dict):
                 raise ValueError(f"{where}{name} must be a JSON object, got {raw!r:.80}")
+            if isinstance(raw, dict) and name != "data":  # items are checked as items
+                check_json_object(f"{where}{name}", raw)
             values[name] = raw
         elif isinstance(model_field, models.DateTimeField):
             values[name] = _timestamp(raw, f"{where}{name}")
         else:
-            try:
-                values[name] = model_field.to_python(raw)
-                model_field.run_validators(values[name])  # max_length and the like
-            except ValidationError as exc:
-                raise ValueError(f"{where}{name}: {' '.join(exc.messages)}") from None
+            values[name] = _plain_value(model_field, raw, f"{where}{name}")
     return values
+
+
+def _plain_value(model_field: models.Field[Any, Any], raw: object, what: str) -> Any:
+    """``raw`` as a text or number field holds it, or ``ValueError`` naming ``what``."""
+    if isinstance(model_field, models.IntegerField) and (
+        isinstance(raw, bool) or not isinstance(raw, int)
+    ):
+        raise ValueError(f"{what} must be a whole number, got {raw!r:.80}")
+    if isinstance(model_field, models.CharField | models.TextField):
+        if not isinstance(raw, str):
+            raise ValueError(f"{what} must be a string, got {raw!r:.80}")
+        check_text(what, raw)
+    try:
+        value = model_field.to_python(raw)
+        model_field.run_validators(value)  # max_length, a positive integer and the like
+    except ValidationError as exc:
+        raise ValueError(f"{what}: {' '.join(exc.messages)}") from None
+    return value
 
 
 def _timestamp(value: object, what: str) -> datetime:
@@ -566,7 +681,8 @@ def import_sessions(
 def _write(
     using: str, record: SessionRecord, replace: bool, batch_size: int, owner_key: Any
 ) -> bool:
-    """Insert one session and its items, owned by ``owner_key``; True if it replaced one."""
+    """Insert one session, its items and usage rows, owned by ``owner_key``; True if it
+    replaced one."""
     checked = check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     # Lock the stored row first (as clear_session and prune do): a writer adding
@@ -583,6 +699,8 @@ def _write(
         rows=[item.values for item in record.items],
         batch_size=min(batch_size, checked.batch_size),
     )
+    for values in record.usage:
+        store.insert_usage(session_pk=session_pk, values=values)
     return replaced
 
 

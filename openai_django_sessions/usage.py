@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     from .models import AgentUsage
 
+__all__ = ["COUNTERS", "UsageTotals", "atotals", "session_annotations", "totals"]
+
 # The run context of the call in progress, for sessions called without ``wrapper``
 # by a session that wraps them (``compaction.CompactionSession``).
 current_wrapper: contextvars.ContextVar[RunContextWrapper[Any] | None] = contextvars.ContextVar(

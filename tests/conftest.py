@@ -58,7 +58,7 @@ def _close_worker_connections() -> Iterator[None]:
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
-async def in_request[T](work: Callable[[], Awaitable[T]]) -> T:
+async def in_request(work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` as Django's ASGI handler runs a request.
 
     Its own ``ThreadSensitiveContext`` (so its ORM calls get a thread and a

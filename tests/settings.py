@@ -58,6 +58,15 @@ DATABASES = {
         if TEST_DB in ("sqlite", "postgres")
     },
 }
+# A SQLite database beside the server under test, to move sessions between two
+# vendors (tests/test_transfer.py): SQLite to PostgreSQL, SQLite to MariaDB.
+OTHER_VENDOR = "sqlite_source"
+if TEST_DB != "sqlite":
+    DATABASES[OTHER_VENDOR] = {
+        **_DATABASES["sqlite"],
+        "NAME": f"{NAME}_{OTHER_VENDOR}.sqlite3",
+        "TEST": {"NAME": f"test_{NAME}_{OTHER_VENDOR}.sqlite3"},
+    }
 SECRET_KEY = "tests-only"
 USE_TZ = True
 INSTALLED_APPS = [

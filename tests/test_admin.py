@@ -221,6 +221,19 @@ def test_change_page_shows_the_conversation_in_order_and_readable(admin_client: 
     assert "Items 1 to 4 of 4." in html
 
 
+def test_change_page_reads_the_session_row_once(admin_client: Client) -> None:
+    session = make_session("once", 3)
+    baker.make(AgentUsage, session=session, total_tokens=5)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(change_url(session))
+
+    assert response.status_code == 200 and "once" in response.content.decode()
+    table = re.compile(r"FROM [`\"]?agent_sessions[`\"]?\s")
+    reads = [q["sql"] for q in captured.captured_queries if table.search(q["sql"])]
+    assert len(reads) == 1, reads
+
+
 def test_change_page_of_20000_messages_loads_and_shows_one_page(admin_client: Client) -> None:
     session = make_session("huge", 20_000)
 

@@ -308,10 +308,12 @@ def test_export_reads_sessions_and_items_in_bounded_batches() -> None:
 
     assert len(output.splitlines()) == 5
     selects = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
-    reads = [sql for sql in selects if "COUNT(" not in sql.upper()]
+    # Per session, its row is read by primary key (one row) in the snapshot of its items.
+    reads = [sql for sql in selects if "COUNT(" not in sql.upper() and "LIMIT 1" not in sql]
     assert reads and all("LIMIT 3" in sql for sql in reads)
-    # 5 sessions in 2 pages + an empty one; 7 items in 3 pages + an empty one, per session.
-    assert len(reads) == 3 + 5 * 4
+    # 5 session ids in 2 pages + an empty one; per session, 7 items in 3 pages + an
+    # empty one and an empty page of usage rows.
+    assert len(reads) == 3 + 5 * (4 + 1)
 
 
 class _Sink(io.TextIOBase):
@@ -710,6 +712,25 @@ def test_prune_dry_run_lists_what_would_go_and_deletes_nothing() -> None:
     assert AgentSession.objects.count() == 2 and AgentMessage.objects.count() == 8
 
 
+def test_prune_dry_run_counts_as_maintenance_prune_does_what_prune_then_deletes() -> None:
+    make_session("stale", CONVERSATION, idle=timedelta(days=8))
+    make_session("stale-empty", idle=timedelta(days=9))
+    make_session("fresh", CONVERSATION)
+
+    with CaptureQueriesContext(connection) as queries:
+        dry = run("prune", "--inactive-for", "1w", "--dry-run", verbosity=0)
+    # Quiet, it lists nothing: it only counts, as maintenance.prune(dry_run=True) does.
+    reads = [q["sql"].lstrip().upper() for q in queries]
+    reads = [sql for sql in reads if sql.startswith("SELECT")]
+    assert len(reads) == 2 and all(sql.startswith("SELECT COUNT(") for sql in reads), reads
+    assert maintenance.prune("default", inactive_for=timedelta(weeks=1), dry_run=True) == (
+        maintenance.PruneResult(sessions=2, messages=4)
+    )
+
+    assert dry.strip() == "Would delete 2 session(s) and 4 message(s)."
+    assert run("prune", "--inactive-for", "1w").strip() == "Deleted 2 session(s) and 4 message(s)."
+
+
 def test_prune_deletes_in_batches() -> None:
     for n in range(5):
         make_session(f"stale-{n}", CONVERSATION[:1], idle=timedelta(days=2))
@@ -778,7 +799,7 @@ def test_database_setting_is_the_default_alias(settings: Any) -> None:
         run("list")
 
 
-@pytest.mark.parametrize("subcommand", ["list", "show", "export", "import", "prune"])
+@pytest.mark.parametrize("subcommand", ["list", "show", "export", "import", "prune", "erase"])
 def test_every_subcommand_has_help_with_a_database_option(
     subcommand: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -950,8 +971,8 @@ def test_import_drop_missing_owners_imports_those_sessions_without_owner(
     [
         ("owner", 5, "owner must be a non-empty string or null"),
         ("owner", "", "owner must be a non-empty string or null"),
-        ("title", "x" * 256, "title: Ensure this value has at most 255 characters"),
-        ("metadata", [1], "metadata must be a JSON object"),
+        ("title", "x" * 256, "title must be at most 255 characters, got 256"),
+        ("metadata", [1], "metadata must be a dict, not list"),
     ],
 )
 def test_import_rejects_bad_owner_title_or_metadata_by_line(

@@ -1,8 +1,9 @@
 """Compaction through the SDK's backend hooks: atomic, and the session row is kept.
 
 Offline: the SDK's ``OpenAIResponsesCompactionSession`` talks to a fake Responses
-client. Needs openai-agents 0.22 or newer (``agents.testing``, the hooks); the
-oldest-versions leg runs ``test_compaction_hooks.py`` instead.
+client. Needs openai-agents 0.24 or newer (``agents.testing``, both hooks): the
+0.23.1 leg leaves out the manual compaction test (no ``_atomic_replace_items``), the
+legs of older SDKs (0.8.0, 0.22.3) the module.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def test_custom_tables_have_the_conversation_fields_and_indexes_of_the_migrated_
     custom_names,
 ):
     session_model, message_model = tables.models_for(*custom_names)
-    extra = {"owner", "title", "metadata", "forked_from", "forked_from_item"}
+    extra = {"owner", "title", "metadata", "forked_from", "forked_from_position"}
 
     # Custom tables keep the 0.1/0.2 session columns: ownership and fork details
     # belong to the migrated table only.

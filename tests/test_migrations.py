@@ -125,7 +125,7 @@ def columns(table: str) -> set[str]:
         return {c.name for c in connection.introspection.get_table_description(cursor, table)}
 
 
-OWNER_COLUMNS = {"owner_id", "title", "metadata", "forked_from", "forked_from_item"}
+OWNER_COLUMNS = {"owner_id", "title", "metadata", "forked_from", "forked_from_position"}
 USAGE_COLUMNS = {
     "id",
     "session_id",
@@ -193,7 +193,7 @@ def test_fake_initial_adopts_the_seed_tables_then_migrate_adds_the_rest():
         assert_owner_usage_forks_schema()
         legacy = AgentSession.objects.get(session_id="legacy")
         assert (legacy.owner, legacy.title, legacy.metadata) == (None, "", {})
-        assert (legacy.forked_from, legacy.forked_from_item) == ("", None)
+        assert (legacy.forked_from, legacy.forked_from_position) == ("", None)
         session = DjangoSession("legacy")
         assert session._get_items(None) == [{"role": "user", "content": "from 0.1"}]
         session._add_items([{"role": "assistant", "content": "from 0.3"}])

@@ -1,8 +1,8 @@
 """Usage per run, recorded with the items: the stored sums equal what the runs report.
 
 End to end with the real ``Runner`` and ``agents.testing.ScriptedModel``, whose
-steps report usage. Needs openai-agents 0.22 or newer; the oldest leg leaves
-this module out.
+steps report usage. Needs openai-agents 0.22 or newer (0.23.1 for the compaction
+test); the oldest leg leaves this module out, the 0.22.3 leg that test.
 """
 
 from __future__ import annotations

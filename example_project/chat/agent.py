@@ -36,7 +36,7 @@ def session_for(session_id: str, owner: Any = None) -> DjangoSession:
     """The conversation ``session_id``, scoped to ``owner`` (a user or its pk) if given.
 
     With an owner, a conversation of another user raises ``PermissionDenied``
-    (see the README's "Users and ownership"); without one (``manage.py chat``
+    (see docs/how-to/ownership.md); without one (``manage.py chat``
     without ``--user``) nothing is scoped.
     """
     return DjangoSession(session_id, owner=owner)

@@ -118,9 +118,10 @@ def test_test_command_without_root_stops_before_creating_anything(tmp_path: Path
         ["bash", "scripts/test"], env=env, cwd=checkout, capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert "Missing system packages: chromium libmariadb-dev." in result.stderr
-    assert "    sudo apt-get update && sudo apt-get install -y chromium libmariadb-dev\n" in (
-        result.stderr
+    assert "Missing system packages: chromium gettext libmariadb-dev." in result.stderr
+    assert (
+        "    sudo apt-get update && sudo apt-get install -y chromium gettext libmariadb-dev\n"
+        in result.stderr
     )
     assert sorted(path.name for path in checkout.iterdir()) == before  # no .venv-django6
     assert log(tmp_path) == []
@@ -137,7 +138,7 @@ def test_a_leg_without_the_example_needs_no_browser(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 1
-    assert "sudo apt-get install -y libmariadb-dev pkg-config\n" in result.stderr
+    assert "sudo apt-get install -y gettext libmariadb-dev pkg-config\n" in result.stderr
 
 
 def test_a_server_that_is_down_is_started_as_root(tmp_path: Path) -> None:

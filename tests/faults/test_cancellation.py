@@ -52,7 +52,7 @@ async def test_pop_item_under_a_cancel_all_storm_has_finished_when_cancelled_err
     session = DjangoSession("storm")
     await session.add_items([{"n": n} for n in range(3)])
     assert await cancel_all_while_locked("storm", session.pop_item)
-    # Committed: the item is gone though no caller received it (see the README).
+    # Committed: the item is gone though no caller received it (docs/explanation/concurrency.md).
     assert await session.get_items() == [{"n": 0}, {"n": 1}]
 
 

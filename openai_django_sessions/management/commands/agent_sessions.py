@@ -1,4 +1,4 @@
-"""``manage.py agent_sessions``: list, show, export, import and prune stored sessions.
+"""``manage.py agent_sessions``: list, show, export, import, prune and erase stored sessions.
 
 The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 """
@@ -15,11 +15,11 @@ import tempfile
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import connections
 from django.utils import timezone
@@ -29,7 +29,7 @@ from ...models import AgentMessage, AgentSession, AgentUsage
 
 
 class Command(BaseCommand):
-    help = "Inspect and maintain stored agent sessions: list, show, export, import, prune."
+    help = "Inspect and maintain stored agent sessions: list, show, export, import, prune, erase."
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
@@ -65,6 +65,11 @@ class Command(BaseCommand):
         )
         export.add_argument(
             "session_ids", metavar="SESSION_ID", nargs="*", help="Sessions to export (all if none)."
+        )
+        export.add_argument(
+            "--owner",
+            metavar="USERNAME",
+            help="Only the sessions of this user (on every database sessions live on).",
         )
         export.add_argument(
             "--output", "-o", metavar="FILE", help="Write to FILE instead of standard output."
@@ -137,7 +142,14 @@ class Command(BaseCommand):
             help="Sessions deleted per transaction.",
         )
 
-        for sub in (listing, show, export, importing, prune):
+        erase = commands.add_parser(
+            "erase",
+            help="Delete every session of one user (messages and usage with them), "
+            "on every database sessions live on.",
+        )
+        erase.add_argument("--owner", metavar="USERNAME", required=True, help="The user.")
+
+        for sub in (listing, show, export, importing, prune, erase):
             sub.add_argument(
                 "--database",
                 metavar="ALIAS",
@@ -181,10 +193,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         if owner is not None:
-            known = get_user_model()._default_manager
-            name = owners.username_field()
-            if not any(known.db_manager(a).filter(**{name: owner}).exists() for a in aliases):
-                raise CommandError(f"No user {owner!r} in database {_quote(aliases)}.")
+            _require_user(owner, aliases)
         rows = maintenance.sessions_of(
             aliases, inactive_for=inactive_for, search=search, owner=owner
         )
@@ -265,31 +274,33 @@ class Command(BaseCommand):
         aliases: list[str],
         *,
         session_ids: list[str],
+        owner: str | None,
         output: str | None,
         batch_size: int,
         **options: Any,
     ) -> None:
         chosen = session_ids or None
+        if owner is not None:
+            if chosen is not None:
+                raise CommandError("Name sessions or pass --owner, not both.")
+            _require_user(owner, aliases)
         alias = options["database"]  # None: every database, each session where it lives
-        progress = self._progress(transfer.count_sessions(alias, chosen), options["verbosity"])
+        total = transfer.count_sessions(alias, chosen, owner=owner)
+        progress = self._progress(total, options["verbosity"])
+        export = partial(
+            transfer.export_sessions,
+            using=alias,
+            session_ids=chosen,
+            owner=owner,
+            batch_size=batch_size,
+            on_session=progress,
+        )
         try:
             if output is None or output == "-":
-                result = transfer.export_sessions(
-                    _Raw(self.stdout),
-                    using=alias,
-                    session_ids=chosen,
-                    batch_size=batch_size,
-                    on_session=progress,
-                )
+                result = export(_Raw(self.stdout))
             else:
                 with _replacing(Path(output)) as stream:
-                    result = transfer.export_sessions(
-                        stream,
-                        using=alias,
-                        session_ids=chosen,
-                        batch_size=batch_size,
-                        on_session=progress,
-                    )
+                    result = export(stream)
         except transfer.TransferError as exc:
             raise CommandError(str(exc)) from exc
         finally:
@@ -392,24 +403,37 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         verbosity = options["verbosity"]
-        if dry_run:
-            sessions = messages = 0
-            for session in maintenance.sessions_of(aliases, inactive_for=inactive_for):
-                sessions += 1
-                messages += session.message_count
-                if verbosity >= 1:
+        if dry_run and verbosity >= 1:  # what would go, one line each; the counts below
+            with contextlib.closing(
+                maintenance.sessions_of(aliases, inactive_for=inactive_for)
+            ) as rows:
+                for session in rows:
                     self.stdout.write(
                         f"{session.session_id}  {session.message_count} message(s), "
                         f"last activity {_when(session.updated_at)}"
                     )
-            self.stdout.write(f"Would delete {sessions} session(s) and {messages} message(s).")
-            return
         result = maintenance.PruneResult(sessions=0, messages=0)
         for alias in aliases:
-            result += maintenance.prune(alias, inactive_for=inactive_for, batch_size=batch_size)
+            result += maintenance.prune(
+                alias, inactive_for=inactive_for, batch_size=batch_size, dry_run=dry_run
+            )
+        if dry_run:
+            self.stdout.write(
+                f"Would delete {result.sessions} session(s) and {result.messages} message(s)."
+            )
+            return
         if verbosity >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
+            )
+
+    def handle_erase(self, aliases: list[str], *, owner: str, **options: Any) -> None:
+        _require_user(owner, aliases)
+        result = maintenance.erase_owner(owner, using=options["database"])
+        if options["verbosity"] >= 1:
+            self.stdout.write(
+                f"Deleted {result.sessions} session(s) and {result.messages} message(s) "
+                f"of {owner!r}."
             )
 
     # -- output --------------------------------------------------------------------
@@ -560,6 +584,11 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def _require_user(username: str, aliases: list[str]) -> None:
+    if not owners.user_exists(username, aliases):
+        raise CommandError(f"No user {username!r} in database {_quote(aliases)}.")
 
 
 def _quote(aliases: list[str]) -> str:
