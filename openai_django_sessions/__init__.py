@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"
-__all__ = ["DjangoSession", "SessionDetails"]
+__all__ = ["DjangoSession", "SessionBusy", "SessionDetails"]
+
+from .exceptions import SessionBusy
 
 if TYPE_CHECKING:
     from .details import SessionDetails

@@ -13,6 +13,8 @@ On MySQL/MariaDB without time zone tables the date hierarchy is left out.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import display, owners, routing, usage
+from . import details, display, owners, routing, usage
 from .models import AgentMessage, AgentSession, session_id_contains
 
 __all__ = ["AgentSessionAdmin", "AgentSessionForm"]
@@ -142,30 +144,66 @@ class OwnerFilter(admin.RelatedOnlyFieldListFilter):
         )
 
 
+class MetadataField(forms.JSONField):
+    """Django's JSON form field, redisplaying a refused value the page can carry.
+
+    A lone surrogate (``"\\ud800"`` typed in the form) is valid JSON but not
+    valid UTF-8: shown as is it would break the page; it is shown escaped.
+    """
+
+    def prepare_value(self, value: Any) -> Any:
+        shown = super().prepare_value(value)
+        try:
+            shown.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, cls=self.encoder)
+        return shown
+
+
 class AgentSessionForm(forms.ModelForm):
-    """Title and metadata, the only fields staff edit; metadata must be a JSON object."""
+    """Title and metadata, the only fields staff edit.
+
+    Both pass the checks ``DjangoSession`` applies (``details.check_title`` and
+    ``details.check_metadata``), so the admin stores nothing the library would
+    refuse, and refuses it the same way on every database.
+    """
 
     class Meta:
         model = AgentSession
         fields = ("title", "metadata")
+        field_classes = {"metadata": MetadataField}
+
+    def clean_title(self) -> Any:
+        return _checked(details.check_title, self.cleaned_data["title"])
 
     def clean_metadata(self) -> Any:
         value = self.cleaned_data["metadata"]
         if not isinstance(value, dict):
             raise forms.ValidationError(_("Metadata must be a JSON object, such as {}."))
-        return value
+        return _checked(details.check_metadata, value)
+
+
+def _checked(check: Callable[[Any], Any], value: Any) -> Any:
+    """``check(value)``, its ``TypeError``/``ValueError`` as the form's error."""
+    try:
+        return check(value)
+    except (TypeError, ValueError) as exc:
+        raise forms.ValidationError(
+            _("Cannot store this: %(reason)s"), params={"reason": exc}
+        ) from exc
 
 
 @admin.register(AgentSession)
 class AgentSessionAdmin(admin.ModelAdmin):
     form = AgentSessionForm
+    # The creation date is on each session's page: the list keeps room for titles.
     list_display = (
         "session_id",
         "title",
+        "fork",
         "owner",
         "message_count",
         "tokens",
-        "created_at",
         "last_activity",
     )
     list_select_related = ("owner",)
@@ -236,6 +274,11 @@ class AgentSessionAdmin(admin.ModelAdmin):
         if changed:
             rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
             rows.update(**changed)
+
+    @admin.display(description=_("fork"), boolean=True, ordering="forked_from")
+    def fork(self, obj: AgentSession) -> bool:
+        """Whether the conversation is a copy of another (``DjangoSession.afork``)."""
+        return bool(obj.forked_from)
 
     @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:

@@ -6,7 +6,8 @@ __all__ = ["OpenAIDjangoSessionsConfig"]
 
 class OpenAIDjangoSessionsConfig(AppConfig):
     name = "openai_django_sessions"
-    verbose_name = _("Agent sessions")
+    # Not the model's "Agent sessions": the admin's breadcrumb shows both, one after the other.
+    verbose_name = _("Agent memory")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

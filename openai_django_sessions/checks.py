@@ -8,42 +8,47 @@
 ``openai_django_sessions.E005``    ``DATABASE`` is not an alias in ``DATABASES``
 ``openai_django_sessions.E006``    two of the table names are the same
 ``openai_django_sessions.E007``    ``SHARDS`` names an alias not in ``DATABASES``, or none
+``openai_django_sessions.E008``    ``MAX_ITEM_BYTES`` is not a positive number of bytes
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
+``openai_django_sessions.W002``    a sessions table on MySQL/MariaDB compares ids loosely
 =================================  =========================================================
 
-W001 needs a connection, so it is a database check: ``manage.py check
---database ALIAS`` and ``migrate`` run it.
+W001 and W002 need a connection, so they are database checks: ``manage.py
+check --database ALIAS`` and ``migrate`` run them. W002 is a warning, not an
+error, so that ``migrate`` (which converts the migrated table) still runs.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import conf, routing
+from . import conf, routing, tables
 
 if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 ID = "openai_django_sessions"
-TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE", "USAGE_TABLE")
+TABLE_KEYS = ("SESSIONS_TABLE", "MESSAGES_TABLE", "USAGE_TABLE", "LEASES_TABLE")
 TYPES: dict[str, tuple[type, ...]] = {
     "SESSIONS_TABLE": (str,),
     "MESSAGES_TABLE": (str,),
     "USAGE_TABLE": (str,),
+    "LEASES_TABLE": (str,),
     "DATABASE": (str, type(None)),
     "SHARDS": (list, tuple, type(None)),
+    "MAX_ITEM_BYTES": (int, type(None)),
 }
 
 
 @register()
 def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """E001 to E006: the setting's shape, types, table names and database alias."""
+    """E001 to E008: the setting's shape, types, table names, aliases and item limit."""
     value = conf.user_settings()
     name = conf.SETTING_NAME
     if not isinstance(value, dict):
@@ -108,7 +113,23 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
             )
         )
     errors += _shard_errors(value.get("SHARDS"))
+    errors += _item_limit_errors(value.get("MAX_ITEM_BYTES"))
     return errors
+
+
+def _item_limit_errors(limit: object) -> list[CheckMessage]:
+    # Other types are E003; True is an int to isinstance, not a size.
+    if not isinstance(limit, int) or (limit > 0 and not isinstance(limit, bool)):
+        return []
+    return [
+        Error(
+            f"{conf.SETTING_NAME}['MAX_ITEM_BYTES'] is {limit!r}; it must be a positive "
+            "number of bytes, or None.",
+            hint="For example 32 * 2**20 for 32 MiB. None follows the database: 64 MiB, "
+            "or what max_allowed_packet allows on MySQL/MariaDB.",
+            id=f"{ID}.E008",
+        )
+    ]
 
 
 def _shard_errors(shards: object) -> list[CheckMessage]:
@@ -134,11 +155,7 @@ def check_sqlite_wal(
     **kwargs: Any,
 ) -> list[CheckMessage]:
     """W001, for each alias the sessions are stored on that is among ``databases``."""
-    warnings: list[CheckMessage] = []
-    for alias in _sessions_aliases():
-        if alias in (databases or ()):
-            warnings += sqlite_wal_warnings(connections[alias])
-    return warnings
+    return _per_alias(databases, lambda alias: sqlite_wal_warnings(connections[alias]))
 
 
 def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
@@ -165,6 +182,47 @@ def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
             '"IMMEDIATE") to this database\'s OPTIONS.',
             id=f"{ID}.W001",
         )
+    ]
+
+
+@register(Tags.database)
+def check_exact_ids(
+    app_configs: Iterable[Any] | None = None,
+    databases: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W002, for each MySQL/MariaDB alias the sessions are stored on among ``databases``."""
+    return _per_alias(databases, loose_id_warnings)
+
+
+def loose_id_warnings(alias: str) -> list[CheckMessage]:
+    """W002 for each table on ``alias`` shaped like a sessions table (``session_id``
+    and ``updated_at`` columns, as 0.1/0.2 created them) whose ids compare loosely."""
+    try:
+        found = tables.loose_id_tables(alias)
+    except DatabaseError:
+        return []  # an unreachable database is reported by Django's own checks
+    return [
+        Warning(
+            f"The table {table!r} on database {alias!r} compares session ids ignoring "
+            f"case, accents and trailing spaces (session_id is {collation}).",
+            hint="'alice' would read the conversation of 'Alice', so DjangoSession refuses "
+            f"this table. Convert it: {tables.conversion_command(alias, table)}",
+            id=f"{ID}.W002",
+        )
+        for table, collation in found
+    ]
+
+
+def _per_alias(
+    databases: Iterable[str] | None, check: Callable[[str], list[CheckMessage]]
+) -> list[CheckMessage]:
+    """``check`` of each alias the sessions are stored on that is among ``databases``."""
+    return [
+        message
+        for alias in _sessions_aliases()
+        if alias in (databases or ())
+        for message in check(alias)
     ]
 
 

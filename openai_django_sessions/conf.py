@@ -5,8 +5,10 @@ OPENAI_DJANGO_SESSIONS = {
     "SESSIONS_TABLE": "agent_sessions",  # read once, when models are imported
     "MESSAGES_TABLE": "agent_messages",  # read once, when models are imported
     "USAGE_TABLE": "agent_usage",  # read once, when models are imported
+    "LEASES_TABLE": "agent_session_leases",  # read once, when models are imported
     "DATABASE": None,  # an alias from DATABASES; None lets routers decide
     "SHARDS": None,  # aliases for routers.ShardRouter to spread sessions over
+    "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
 }
 ```
 """
@@ -23,8 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "SESSIONS_TABLE": "agent_sessions",
     "MESSAGES_TABLE": "agent_messages",
     "USAGE_TABLE": "agent_usage",
+    "LEASES_TABLE": "agent_session_leases",
     "DATABASE": None,
     "SHARDS": None,
+    "MAX_ITEM_BYTES": None,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -99,3 +103,14 @@ def shards() -> list[str]:
     """The ``SHARDS`` aliases, ``[]`` when unset (the system checks report bad values)."""
     value = get("SHARDS")
     return [str(alias) for alias in value] if isinstance(value, (list, tuple)) else []
+
+
+def max_item_bytes() -> int | None:
+    """``MAX_ITEM_BYTES`` if it is a positive int, else ``None`` (the database's default).
+
+    Other values are reported by the system checks (``E003``, ``E008``).
+    """
+    value = get("MAX_ITEM_BYTES")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None

@@ -1,17 +1,17 @@
 """Checking what ``DjangoSession`` and ``import`` are asked to store, before anything is written.
 
-Every check here is the same on every database, so an item (or a session id)
-is accepted everywhere or refused everywhere, with a ``TypeError`` or
-``ValueError`` that names it. The limits:
+Every check here but the item size is the same on every database, so an item
+(or a session id) is accepted everywhere or refused everywhere, with a
+``TypeError`` or ``ValueError`` that names it. The limits:
 
 - ``MAX_DEPTH``: objects and arrays nested at most 30 levels deep, counting
   the item itself. MariaDB's ``JSON`` columns refuse 32 levels; Python's own
   JSON encoder fails with ``RecursionError`` near 1,000.
-- ``MAX_ITEM_BYTES``: at most 7 MiB per item, measured as compact UTF-8 JSON,
-  which is how items are sent. MariaDB refuses a statement larger than its
-  ``max_allowed_packet`` (16 MiB by default), and its driver may double a JSON
-  text while escaping quotes and backslashes: 7 MiB leaves room for that and
-  for the rest of the statement. Inserts are batched to stay within it too.
+- Item size: at most ``limits.max_item_bytes(alias)`` per item, measured as
+  compact UTF-8 JSON, which is how items are sent: it follows the database
+  (MariaDB's ``max_allowed_packet``) and a setting, see ``limits``. Metadata
+  (one JSON value in the session row) may be at most ``MAX_METADATA_BYTES``
+  (7 MiB) on every database, which fits MariaDB's default packet.
 - Dict keys must be ``str`` (JSON would turn ``1`` into ``"1"`` and lose a
   value when both exist); strings must be valid Unicode (no lone surrogates);
   NaN and infinity are refused.
@@ -24,12 +24,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connections
+
+from . import limits
+
 MAX_DEPTH = 30
-MAX_ITEM_BYTES = 7 * 2**20
-# The JSON of one INSERT's items, at most, counting each row's other columns
-# and punctuation as _ROW_OVERHEAD bytes; one larger item goes alone.
-MAX_BATCH_BYTES = MAX_ITEM_BYTES
-_ROW_OVERHEAD = 128
+MAX_METADATA_BYTES = 7 * 2**20
 MAX_SESSION_ID_LENGTH = 255
 
 # json.dumps writes U+0000 as \u0000; an even run of backslashes before it
@@ -67,18 +67,14 @@ class CheckedItems(list[dict[str, Any]]):
     """Items that passed ``check_items``.
 
     ``texts`` holds each item's JSON as checked (what is stored), in order.
-    ``batch_size`` is how many of them one INSERT may carry so that its JSON
-    stays within ``MAX_BATCH_BYTES``.
     """
 
-    batch_size: int = 1
     texts: list[JSONText]
 
     def subset(self, indexes: list[int]) -> CheckedItems:
-        """The items at ``indexes``, with the same ``batch_size`` (it holds for fewer too)."""
+        """The items at ``indexes``."""
         kept = CheckedItems(self[i] for i in indexes)
         kept.texts = [self.texts[i] for i in indexes]
-        kept.batch_size = self.batch_size
         return kept
 
     def rows(self) -> list[dict[str, Any]]:
@@ -86,56 +82,64 @@ class CheckedItems(list[dict[str, Any]]):
         return [{"data": text} for text in self.texts]
 
 
-def check_items(items: object, *, vendor: str) -> CheckedItems:
-    """Return ``items`` as a list after checking that every one can be stored exactly.
+def check_items(items: object, *, using: str) -> CheckedItems:
+    """Return ``items`` as a list after checking that every one can be stored exactly
+    on the database ``using``.
 
     Raises ``TypeError`` unless ``items`` is a list (or tuple) of dicts, and
     ``TypeError``/``ValueError`` naming the item when one is not JSON (sets,
     objects, non-string keys, NaN or infinity), is nested deeper than
     ``MAX_DEPTH``, contains a lone surrogate or is larger than
-    ``MAX_ITEM_BYTES``. On PostgreSQL, whose ``jsonb`` cannot hold the
-    character U+0000, an item containing it raises ``ValueError``.
+    ``limits.max_item_bytes(using)`` (the message names the limit and how to
+    change it). On PostgreSQL, whose ``jsonb`` cannot hold the character
+    U+0000, an item containing it raises ``ValueError``.
     """
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise TypeError(f"items must be a list of dicts, not {type(items).__name__}")
+    vendor = connections[using].vendor
+    max_bytes = limits.max_item_bytes(using)
+    where = f" ({limits.describe(using)})"
     checked = CheckedItems()
     checked.texts = []
-    largest = 0
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise TypeError(f"items[{index}] must be a dict, not {type(item).__name__}")
-        text, size = _check_item(f"items[{index}]", item, vendor=vendor)
-        largest = max(largest, size)
+        text = _check_item(f"items[{index}]", item, vendor=vendor, max_bytes=max_bytes, where=where)
         checked.append(item)
         checked.texts.append(text)
-    checked.batch_size = max(1, MAX_BATCH_BYTES // (largest + _ROW_OVERHEAD))
     return checked
 
 
-def _check_item(name: str, item: dict[str, Any], *, vendor: str) -> tuple[JSONText, int]:
-    """Check one item; return its JSON and the size of that in bytes."""
+def json_size(text: str) -> int:
+    """The size of ``text`` in UTF-8 bytes (``UnicodeEncodeError`` for a lone surrogate)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _check_item(
+    name: str, item: dict[str, Any], *, vendor: str, max_bytes: int, where: str = ""
+) -> JSONText:
+    """Check one item (at most ``max_bytes`` as JSON, ``where`` saying whose limit that
+    is); return its JSON."""
     _check_structure(name, item, 1)
     try:
         text = encode(item)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name} cannot be stored as JSON: {exc}") from exc
     try:
-        size = len(text.encode("utf-8"))
+        size = json_size(text)
     except UnicodeEncodeError as exc:
         raise ValueError(
             f"{name} contains a lone surrogate ({text[exc.start]!r}), which is not "
             "valid Unicode and cannot be stored"
         ) from None
-    if size > MAX_ITEM_BYTES:
-        raise ValueError(
-            f"{name} is {size:,} bytes as JSON, more than the {MAX_ITEM_BYTES:,} an item may be"
-        )
+    if size > max_bytes:
+        raise limits.too_large(name, size, max_bytes, where)
     if vendor == "postgresql" and "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError(
             f"{name} contains the character U+0000, which PostgreSQL's jsonb "
             "cannot store; remove it (for example str.replace('\\x00', '')) before adding"
         )
-    return JSONText(text), size
+    return JSONText(text)
 
 
 def check_json_object(name: str, value: dict[str, Any]) -> None:
@@ -143,9 +147,9 @@ def check_json_object(name: str, value: dict[str, Any]) -> None:
 
     The same limits as an item's, and no U+0000 anywhere: a value accepted
     on one database must be accepted by all of them, and PostgreSQL cannot
-    store that character.
+    store that character; at most ``MAX_METADATA_BYTES`` as JSON.
     """
-    _check_item(name, value, vendor="postgresql")
+    _check_item(name, value, vendor="postgresql", max_bytes=MAX_METADATA_BYTES)
 
 
 def check_text(name: str, value: str) -> None:

@@ -36,6 +36,8 @@ __all__ = [
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# Far beyond any session's age, and far from the dates a datetime cannot hold.
+MAX_DURATION = timedelta(days=365_000)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -43,7 +45,8 @@ def parse_duration(text: str) -> timedelta:
 
     Units: ``s`` seconds, ``m`` minutes, ``h`` hours, ``d`` days, ``w`` weeks.
     Raises ``ValueError`` with a readable message for anything else, and for a
-    zero duration (which would select every session).
+    zero duration (which would select every session). A duration too long for
+    ``timedelta`` is ``timedelta.max``: ``check_inactive_for`` refuses it.
     """
     compact = text.strip().lower().replace(" ", "")
     parts = _DURATION_PART.findall(compact)
@@ -53,10 +56,21 @@ def parse_duration(text: str) -> timedelta:
             "(units: s, m, h, d, w)"
         )
     duration = timedelta()
-    for number, unit in parts:
-        duration += timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        for number, unit in parts:
+            duration += timedelta(**{_UNITS[unit]: int(number)})
+    except OverflowError:
+        duration = timedelta.max
     if duration <= timedelta(0):
         raise ValueError(f"{text!r} is zero; give a duration longer than that")
+    return duration
+
+
+def check_inactive_for(duration: timedelta) -> timedelta:
+    """``duration`` unless it is longer than ``MAX_DURATION`` (``ValueError``): its
+    cutoff would be a date before the year 1, which no datetime holds."""
+    if duration > MAX_DURATION:
+        raise ValueError("is too long: give a duration of at most 1,000 years")
     return duration
 
 
@@ -86,7 +100,7 @@ def sessions(
     if owner is not None:
         queryset = queryset.owned_by_username(owner)
     if inactive_for is not None:
-        queryset = queryset.filter(updated_at__lt=timezone.now() - inactive_for)
+        queryset = queryset.filter(updated_at__lt=timezone.now() - check_inactive_for(inactive_for))
     if search:
         queryset = queryset.filter(session_id_contains(search))
     ordered = queryset.order_by("-updated_at", "-pk")
@@ -168,7 +182,7 @@ def prune(
     batch locks its rows and checks their last activity again before deleting.
     With ``dry_run`` nothing is deleted and the counts say what would have been.
     """
-    cutoff = timezone.now() - inactive_for
+    cutoff = timezone.now() - check_inactive_for(inactive_for)
     stale = AgentSession.objects.using(using).filter(updated_at__lt=cutoff)
     if dry_run:
         return PruneResult(

@@ -159,7 +159,8 @@ class AgentSession(AbstractAgentSession):
     # so it means the same after export/import into another database. 0: an empty
     # fork; None: not a fork.
     forked_from_position = models.PositiveBigIntegerField(
-        _("forked from position"), null=True, blank=True)
+        _("forked from position"), null=True, blank=True
+    )
 
     objects = AgentSessionQuerySet.as_manager()
 
@@ -221,3 +222,31 @@ class AgentUsage(models.Model):
 
     def __str__(self) -> str:
         return f"usage #{self.pk}: {self.total_tokens} tokens"
+
+
+class AgentSessionLease(models.Model):
+    """Who may run a conversation now: one row per leased conversation (see ``leases``).
+
+    Keyed by the conversation table's name and the session id, so that the
+    conversations of custom tables (``sessions_table=``) on the same database
+    are leased here too. A row whose ``expires_at`` has passed is free.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    sessions_table = SessionIdField(max_length=50)
+    session_id = SessionIdField(max_length=255)
+    # The holder's random token: only the holder renews or releases the lease.
+    token = models.CharField(max_length=32)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = conf.table_setting("LEASES_TABLE")
+        verbose_name = "agent session lease"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sessions_table", "session_id"], name="agent_lease_session_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"lease on {self.session_id} until {self.expires_at}"

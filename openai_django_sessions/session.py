@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import json
 from collections.abc import Callable
 from functools import partial
@@ -17,10 +18,10 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
-from . import compaction, details, routing, signals, storage, tables, transactions, usage
+from . import compaction, details, leases, routing, signals, storage, tables, transactions, usage
 from .completion import run_to_completion
 from .items import check_items, check_session_id
-from .models import AgentSession
+from .models import AgentMessage, AgentSession
 from .owners import owner_key
 
 if TYPE_CHECKING:
@@ -123,6 +124,9 @@ class DjangoSession(SessionABC):
     the wrong type (an owner that is a float, a ``Decimal``, bytes); with
     ``sessions_table``/``messages_table``, ``owner``, ``title`` and ``metadata``
     raise ``ValueError`` (those tables lack the columns).
+    On MySQL/MariaDB, the first call on a table whose ``session_id`` column
+    compares ids ignoring case, accents or trailing spaces (one created by
+    0.1/0.2) raises ``tables.LooseSessionIds`` naming the command that converts it.
 
     The four protocol methods accept the SDK's keyword-only ``wrapper`` (its
     ``RunContextWrapper``), so the ``Runner`` hands the run context over; with it,
@@ -378,6 +382,39 @@ class DjangoSession(SessionABC):
         await run_to_completion(partial(self._fork, fork, keep))
         return fork
 
+    # -- one run at a time (see ``leases``) ----------------------------------------
+
+    def exclusive(
+        self,
+        timeout: float | datetime.timedelta | None = 0.0,
+        *,
+        lease: float | datetime.timedelta = leases.DEFAULT_DURATION,
+    ) -> leases.Lease:
+        """``async with session.exclusive():`` hold this conversation while the block runs.
+
+        A lease in the database the conversation lives on: another
+        ``exclusive()`` on it, in this process or any other, waits until the
+        block ends. ``timeout``: seconds to wait for it (``0``: not at all;
+        ``None``: as long as it takes), then ``SessionBusy``. ``lease``: how
+        long the lease lasts unrenewed; it is renewed while held, so it only
+        runs out when its holder died, freeing the conversation after at most
+        that long. Given back when the block exits, however it exits.
+
+        Uncontended, taking and giving back cost one statement each. With an
+        owner, ``PermissionDenied`` if the conversation is someone else's.
+        ``TypeError``/``ValueError`` for a bad ``timeout`` or ``lease``.
+        """
+        seconds = leases.check_seconds(timeout, "timeout", allow_none=True, allow_zero=True)
+        duration = leases.check_seconds(lease, "lease", allow_none=False, allow_zero=False)
+        assert duration is not None
+        return leases.Lease(self, timeout=seconds, duration=duration)
+
+    def _lease_storage(self) -> storage.Storage:
+        store = self._storage(write=True)
+        if self.create_tables:  # the lease table comes with the migrated tables
+            tables.ensure_tables(store.alias, (AgentSession, AgentMessage))
+        return store
+
     # -- the SDK's compaction hooks (see ``compaction``) -----------------------
 
     def _hooks_apply(self) -> bool:
@@ -439,6 +476,7 @@ class DjangoSession(SessionABC):
         )
         if self.create_tables:
             tables.ensure_tables(alias, (self.session_model, self.message_model))
+        tables.require_exact_ids(alias, self.session_model)
         return storage.storage_for(self.session_model, self.message_model, alias)
 
     def _get_items(self, limit: int | None) -> list[TResponseInputItem]:
@@ -456,7 +494,7 @@ class DjangoSession(SessionABC):
     ) -> bool:
         """Store ``items`` (and ``recording``); False if there was nothing to store."""
         store = self._storage(write=True)
-        checked = check_items(items, vendor=store.vendor)
+        checked = check_items(items, using=store.alias)
         fingerprints: list[str] = []
         if self.skip_duplicate_items:
             fingerprints = [_fingerprint(item) for item in checked]
@@ -478,7 +516,6 @@ class DjangoSession(SessionABC):
                 session_pk=session_pk,
                 rows=checked.rows(),
                 usage=_usage_values(recording),
-                batch_size=checked.batch_size,
             )
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
@@ -630,7 +667,7 @@ class DjangoSession(SessionABC):
         is sent on commit.
         """
         store = self._storage(write=True)
-        checked = check_items(output, vendor=store.vendor)
+        checked = check_items(output, using=store.alias)
         session_id = self.session_id
         values = _usage_values(recording)
         new_row = self._new_row_values(checked)

@@ -25,7 +25,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
-from .items import JSONText
+from . import limits
+from .items import JSONText, encode, json_size
 from .models import AgentSession, AgentUsage
 from .usage import COUNTERS, sums
 
@@ -415,10 +416,14 @@ class Storage:
     ) -> None:
         """Insert one message per mapping of ``rows`` (``data`` required) into the session.
 
-        As few statements as the backend's parameter limit (and ``batch_size``)
-        allows, in order, so ids follow the order of ``rows``. ``usage`` (values of
-        a usage row, see ``insert_usage``) is inserted with them: on PostgreSQL by
-        the same statement (a data-modifying ``WITH``), so it costs no round trip.
+        As few statements as the backend's parameter limit, ``batch_size`` (rows)
+        and ``limits.max_item_bytes`` (bytes of item JSON per statement, so that
+        MariaDB's ``max_allowed_packet`` holds every one) allow, in order, so ids
+        follow the order of ``rows``. ``data`` that is not ``JSONText`` yet is
+        encoded here, once. An item over ``limits.max_item_bytes`` raises
+        ``ValueError`` before any row is sent. ``usage`` (values of a usage row,
+        see ``insert_usage``) is inserted with them: on PostgreSQL by the same
+        statement (a data-modifying ``WITH``), so it costs no round trip.
         """
         if not rows:
             if usage is not None:
@@ -432,9 +437,19 @@ class Storage:
             prefix_params = self._usage_params(session_pk, usage)
             usage = None
         fields = self.message_columns
-        per_batch = connections[self.alias].ops.bulk_batch_size(fields, list(rows)) or len(rows)
+        rows = [_encoded(row) for row in rows]
+        max_rows = connections[self.alias].ops.bulk_batch_size(fields, rows) or len(rows)
         if batch_size is not None:
-            per_batch = min(per_batch, batch_size)
+            max_rows = min(max_rows, batch_size)
+        sizes = [json_size(row["data"]) for row in rows]
+        max_bytes = limits.max_item_bytes(self.alias)
+        for index, size in enumerate(sizes):
+            # Rows that were not checked here (a fork's, read from another
+            # database) are refused too, before any is sent.
+            if size > max_bytes:
+                where = f" ({limits.describe(self.alias)})"
+                raise limits.too_large(f"items[{index}]", size, max_bytes, where)
+        runs = limits.batches(sizes, max_bytes=max_bytes, max_rows=max_rows)
         connection = connections[self.alias]
         # The session and the timestamps are prepared once per call, not once per
         # row; other defaults per row (a callable default gives each row its own).
@@ -447,8 +462,8 @@ class Storage:
         fk = self.session_fk.attname
         shared[fk] = self.session_fk.get_db_prep_save(session_pk, connection)
         with connection.cursor() as cursor:
-            for start in range(0, len(rows), per_batch):
-                batch = rows[start : start + per_batch]
+            for run in runs:
+                batch = rows[run.start : run.stop]
                 values = [
                     [
                         _prepare(f, row[f.attname], connection)
@@ -685,6 +700,13 @@ def _prepare(field: Field[Any, Any], value: Any, connection: BaseDatabaseWrapper
         # The backend's own JSON adapter (psycopg's Jsonb on PostgreSQL), fed the text.
         return connection.ops.adapt_json_value(value, _AsIs)
     return field.get_db_prep_save(value, connection)
+
+
+def _encoded(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``row`` with its ``data`` as ``JSONText`` (rows of a fork come decoded)."""
+    if isinstance(row["data"], JSONText):
+        return row
+    return {**row, "data": JSONText(encode(row["data"]))}
 
 
 def _refusal(session_id: str) -> str:

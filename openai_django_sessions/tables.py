@@ -20,10 +20,11 @@ except ImportError:  # Windows: processes are not serialized on SQLite
     fcntl = None  # type: ignore[assignment]
 
 from django.apps.registry import Apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, models
 from django.db.migrations.executor import MigrationExecutor
 
-from . import conf
+from . import conf, transactions
 from .models import AbstractAgentMessage, AbstractAgentSession, AgentMessage, AgentSession
 
 ModelPair = tuple[type[AbstractAgentSession], type[AbstractAgentMessage]]
@@ -232,3 +233,123 @@ def _create_table(alias: str, model: type[models.Model]) -> None:
     except DatabaseError:
         if table not in connection.introspection.table_names():
             raise
+
+
+# -- session ids that compare loosely (tables of 0.1/0.2 on MySQL/MariaDB) -----------
+
+
+class LooseSessionIds(ImproperlyConfigured):
+    """A sessions table whose ``session_id`` ignores case, accents or trailing spaces."""
+
+
+_exact: set[tuple[str, str]] = set()
+
+
+def id_collation(alias: str, table: str) -> str | None:
+    """The collation of ``table``'s ``session_id`` column on MySQL/MariaDB, else ``None``.
+
+    ``None`` too on SQLite and PostgreSQL (which compare exactly), and when the
+    table or the column does not exist.
+    """
+    connection = connections[alias]
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'session_id'",
+            [table],
+        )
+        row = cursor.fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def compares_exactly(collation: str | None) -> bool:
+    """Whether a column of ``collation`` compares text byte for byte, trailing spaces too.
+
+    Binary NO PAD collations do (``utf8mb4_nopad_bin``, MySQL 8's
+    ``utf8mb4_0900_bin``); ``utf8mb4_bin`` ignores trailing spaces, ``*_ci``
+    letter case and accents.
+    """
+    return collation is None or collation.endswith(("_nopad_bin", "_0900_bin"))
+
+
+def loose_id_tables(alias: str) -> list[tuple[str, str]]:
+    """``(table, collation)`` of the tables on ``alias`` shaped like a sessions table
+    (``session_id`` and ``updated_at`` columns) whose ids compare loosely; MySQL only."""
+    connection = connections[alias]
+    if connection.vendor != "mysql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.TABLE_NAME, c.COLLATION_NAME FROM information_schema.COLUMNS c"
+            " WHERE c.TABLE_SCHEMA = DATABASE() AND c.COLUMN_NAME = 'session_id'"
+            " AND c.COLLATION_NAME IS NOT NULL AND EXISTS (SELECT 1 FROM"
+            " information_schema.COLUMNS u WHERE u.TABLE_SCHEMA = c.TABLE_SCHEMA"
+            " AND u.TABLE_NAME = c.TABLE_NAME AND u.COLUMN_NAME = 'updated_at')"
+            " ORDER BY c.TABLE_NAME"
+        )
+        found = [(str(table), str(collation)) for table, collation in cursor.fetchall()]
+    return [(table, collation) for table, collation in found if not compares_exactly(collation)]
+
+
+def conversion_command(alias: str, table: str) -> str:
+    """The command that makes ``table``'s ids compare exactly."""
+    return f"manage.py agent_sessions convert-ids --sessions-table {table} --database {alias}"
+
+
+def require_exact_ids(alias: str, session_model: type[models.Model]) -> None:
+    """``LooseSessionIds`` if ``session_model``'s table on ``alias`` compares ids loosely.
+
+    A table created by 0.1/0.2 on MySQL/MariaDB keeps the database's collation
+    (``utf8mb4_unicode_ci``, say), where ``"alice"`` reads ``"Alice"``'s items:
+    it is refused, naming the command that converts it, rather than used.
+    Looked at once per table and alias in a process; nothing is cached for a
+    table that does not exist yet.
+    """
+    table = session_model._meta.db_table
+    if (alias, table) in _exact or connections[alias].vendor != "mysql":
+        return
+    # Through the retry/reconnect policy, as every query of an operation.
+    collation = transactions.run(alias, lambda: id_collation(alias, table), atomic=False)
+    if not compares_exactly(collation):
+        raise LooseSessionIds(
+            f"The table {table!r} on database {alias!r} compares session ids ignoring "
+            f"case, accents and trailing spaces (its session_id column is {collation}), so "
+            "'alice' would read the conversation of 'Alice'. Convert it first: "
+            + conversion_command(alias, table)
+        )
+    if collation is not None:
+        _exact.add((alias, table))
+
+
+def convert_ids(alias: str, table: str) -> str | None:
+    """Make ``table``'s ``session_id`` compare exactly; return the collation it had.
+
+    ``None`` when there was nothing to do (SQLite, PostgreSQL, or already
+    exact). ``LookupError`` when ``table`` has no ``session_id`` column. Ids
+    that were distinct under the loose rule (its unique index saw to that) stay
+    distinct byte for byte, so the conversion cannot fail on existing rows.
+    Messages and usage rows refer to sessions by their integer key: they are
+    unaffected.
+    """
+    connection = connections[alias]
+    if connection.vendor != "mysql":
+        if table not in connection.introspection.table_names():
+            raise LookupError(f"No table {table!r} in database {alias!r}.")
+        return None
+    collation = id_collation(alias, table)
+    if collation is None:
+        raise LookupError(f"No table {table!r} with a session_id column in database {alias!r}.")
+    if compares_exactly(collation):
+        return None
+    field = AgentSession._meta.get_field("session_id")
+    exact = field.db_parameters(connection)["collation"]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER TABLE {quote(table)} MODIFY {quote('session_id')} varchar(255) "
+            f"CHARACTER SET utf8mb4 COLLATE {exact} NOT NULL"
+        )
+    _exact.discard((alias, table))
+    return collation

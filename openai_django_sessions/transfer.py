@@ -48,7 +48,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, connections, models
+from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
 
 from . import details, owners, routing, storage, transactions
@@ -600,7 +600,7 @@ def import_sessions(
         if record.owner is not None:
             usernames.setdefault(alias, set()).add(record.owner)
         try:
-            check_items([item.data for item in record.items], vendor=connections[alias].vendor)
+            check_items([item.data for item in record.items], using=alias)
         except (TypeError, ValueError) as exc:
             problems.append(f"{entry.where}: {exc}")
         if record.session_id in first_seen:
@@ -683,7 +683,6 @@ def _write(
 ) -> bool:
     """Insert one session, its items and usage rows, owned by ``owner_key``; True if it
     replaced one."""
-    checked = check_items([item.data for item in record.items], vendor=connections[using].vendor)
     store = storage.storage_for(AgentSession, AgentMessage, using)
     # Lock the stored row first (as clear_session and prune do): a writer adding
     # to the session meanwhile waits for the import instead of adding a message
@@ -697,7 +696,7 @@ def _write(
     store.insert_messages(
         session_pk=session_pk,
         rows=[item.values for item in record.items],
-        batch_size=min(batch_size, checked.batch_size),
+        batch_size=batch_size,
     )
     for values in record.usage:
         store.insert_usage(session_pk=session_pk, values=values)

@@ -60,7 +60,7 @@ def grant(client: Client, django_user_model: Any, *codenames: str) -> None:
 # -- changelist ------------------------------------------------------------------
 
 
-def test_changelist_shows_session_id_message_count_created_and_last_activity(
+def test_changelist_shows_session_id_message_count_and_last_activity(
     admin_client: Client,
 ) -> None:
     make_session("chat-with-three", 3)
@@ -72,8 +72,9 @@ def test_changelist_shows_session_id_message_count_created_and_last_activity(
     rows = {s.session_id: s.message_count for s in response.context["cl"].result_list}
     assert rows == {"chat-with-three": 3, "chat-with-none": 0}
     html = response.content.decode()
-    for header in ("Session id", "Messages", "Created at", "Last activity"):
+    for header in ("Session id", "Messages", "Last activity"):
         assert f">{header}</a>" in html
+    assert ">Created at</a>" not in html  # on each session's page: the list keeps room for titles
 
 
 def test_changelist_and_change_page_show_usage_totals(admin_client: Client) -> None:
@@ -149,6 +150,9 @@ def test_changelist_has_a_date_hierarchy_on_last_activity(
     other_year = admin_client.get(CHANGELIST, {"updated_at__year": str(year - 1)})
 
     assert '<nav class="toplinks"' in page.content.decode()
+    # Labelled as the column is, not by the field's name ("updated at").
+    assert "Filter by last activity" in page.content.decode()
+    assert "updated at" not in page.content.decode()
     assert [s.pk for s in by_year.context["cl"].result_list] == [session.pk]
     assert list(other_year.context["cl"].result_list) == []
 
@@ -291,6 +295,37 @@ def test_metadata_that_is_not_an_object_is_refused(admin_client: Client) -> None
     assert response.status_code == 200
     assert "Metadata must be a JSON object" in response.content.decode()
     assert AgentSession.objects.get().metadata == {}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ('{"n": 1e400}', "cannot be stored as JSON"),
+        ('{"note": "a\\u0000b"}', "U+0000"),
+        ('{"a": ' * 40 + "1" + "}" * 40, "nested more than 30 levels"),
+        ('{"note": "\\ud800"}', "lone surrogate"),
+    ],
+    ids=["infinity", "nul", "40-levels", "lone-surrogate"],
+)
+def test_metadata_the_library_refuses_is_refused_by_the_form_with_its_reason(
+    admin_client: Client, metadata: str, reason: str
+) -> None:
+    session = make_session("chat")
+
+    response = admin_client.post(change_url(session), {"title": "", "metadata": metadata})
+
+    assert response.status_code == 200
+    assert reason in response.content.decode()
+    assert AgentSession.objects.get().metadata == {}
+
+
+def test_title_the_library_refuses_is_refused_by_the_form(admin_client: Client) -> None:
+    session = make_session("chat")
+
+    response = admin_client.post(change_url(session), {"title": "x" * 256, "metadata": "{}"})
+
+    assert response.status_code == 200
+    assert AgentSession.objects.get().title == ""
 
 
 def test_view_only_staff_cannot_change_title_or_metadata(
@@ -471,3 +506,47 @@ def test_admin_checks_and_command_load_without_importing_the_agents_sdk() -> Non
     )
 
     assert result.stdout.strip() == "[]"
+
+
+# -- reading the changelist ------------------------------------------------------------
+
+
+def test_forks_are_marked_in_the_changelist(admin_client: Client) -> None:
+    make_session("original", 2)
+    fork = make_session("copy", 1)
+    AgentSession.objects.filter(pk=fork.pk).update(forked_from="original")
+
+    response = admin_client.get(CHANGELIST)
+
+    marks = {
+        s.session_id: ods_admin.AgentSessionAdmin.fork(None, s)
+        for s in response.context["cl"].result_list
+    }  # type: ignore[arg-type]
+    assert marks == {"original": False, "copy": True}
+    html = response.content.decode()
+    assert ">Fork</a>" in html
+    assert html.count('<td class="field-fork"><img src="admin/img/icon-yes.svg" alt="True">') == 1
+
+
+def test_the_breadcrumb_names_the_app_and_the_model_differently(admin_client: Client) -> None:
+    html = admin_client.get(CHANGELIST).content.decode()
+    crumbs = re.search(r'<ol class="breadcrumbs">(.*?)</ol>', html, re.S)
+    assert crumbs is not None
+    assert re.findall(r"<li[^>]*>(?:<a [^>]*>)?([^<]*)", crumbs[1]) == [
+        "Home",
+        "Agent memory",
+        "Agent sessions",
+    ]
+
+
+def test_a_long_unbroken_title_breaks_instead_of_widening_the_list(admin_client: Client) -> None:
+    session = make_session("long-title", 1)
+    AgentSession.objects.filter(pk=session.pk).update(title="x" * 200)
+
+    html = admin_client.get(CHANGELIST).content.decode()
+
+    assert "x" * 200 in html
+    style = re.search(r"#result_list \.field-title \{([^}]*)\}", html)
+    assert style is not None
+    assert "overflow-wrap: anywhere" in style[1] and "max-width" in style[1]
+    assert "min-width" in style[1]  # and a short one is never a word per line

@@ -100,8 +100,8 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert "unknown key 'DATABSE'" in errors[0].msg
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
     assert (
-        "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, DATABASE, SHARDS."
-        in errors[1].hint
+        "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, "
+        "SHARDS, MAX_ITEM_BYTES." in errors[1].hint
     )
 
 
@@ -118,6 +118,28 @@ def test_values_of_the_wrong_type_are_E003(settings: Any) -> None:
     assert "['SESSIONS_TABLE'] must be str, not int" in errors[0].msg
     assert "['USAGE_TABLE'] must be str, not NoneType" in errors[1].msg
     assert "['DATABASE'] must be str or None, not list" in errors[2].msg
+
+
+@pytest.mark.parametrize("limit", [0, -1, True])
+def test_an_item_limit_that_is_not_a_positive_number_of_bytes_is_E008(
+    settings: Any, limit: int
+) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"MAX_ITEM_BYTES": limit}
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E008"
+    assert f"['MAX_ITEM_BYTES'] is {limit!r}" in error.msg
+
+
+def test_an_item_limit_that_is_not_an_int_is_E003_and_a_positive_one_passes(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"MAX_ITEM_BYTES": "32M"}
+    [error] = checks.check_settings()
+    assert error.id == "openai_django_sessions.E003"
+    assert "['MAX_ITEM_BYTES'] must be int or None, not str" in error.msg
+
+    settings.OPENAI_DJANGO_SESSIONS = {"MAX_ITEM_BYTES": 32 * 2**20}
+    assert checks.check_settings() == []
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 # The modules whose names are public and stable; the others are internal.
 PUBLIC = {
-    "openai_django_sessions": ["DjangoSession", "SessionDetails"],
+    "openai_django_sessions": ["DjangoSession", "SessionBusy", "SessionDetails"],
     "openai_django_sessions.session": ["DjangoSession"],
     "openai_django_sessions.details": ["SessionDetails"],
     "openai_django_sessions.models": [

@@ -7,14 +7,21 @@ functions, so the web page and the terminal share one memory: the rows that
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from agents import Agent, RunConfig, Runner, RunResult
+from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
+from openai.types.responses import ResponseTextDeltaEvent
 from openai_django_sessions.session import DjangoSession
+from openai_django_sessions.turns import undone_on_failure
 
 from chat import history
 from chat.model_choice import chosen_model, uses_offline_model
 from chat.tools import TOOLS
+from chat.transcript import pretty_arguments
 
 INSTRUCTIONS = (
     "You are the assistant of a small demo chat whose history is stored in a Django "
@@ -42,21 +49,85 @@ def session_for(session_id: str, owner: Any = None) -> DjangoSession:
     return DjangoSession(session_id, owner=owner)
 
 
+def _run_config() -> RunConfig:
+    # Traces go to OpenAI's servers, which the offline model must not need.
+    return RunConfig(tracing_disabled=uses_offline_model())
+
+
 async def run_turn(session_id: str, text: str, owner: Any = None) -> RunResult:
     """Run one turn: ``text`` plus the stored history in, new items stored.
 
     The SDK reads the history from the session and appends the user message,
-    tool calls and the answer to it.
+    tool calls and the answer to it. One turn at a time per conversation, in
+    every tab, process and the terminal: while another turn holds the
+    conversation, ``SessionBusy`` is raised at once and nothing is stored. A
+    turn that fails leaves no trace: what the SDK stored before the failure is
+    removed (``turns.undone_on_failure``), so sending it again stores it once.
     """
-    # Traces go to OpenAI's servers, which the offline model must not need.
-    config = RunConfig(tracing_disabled=uses_offline_model())
-    return await Runner.run(
-        build_agent(),
-        text,
-        session=session_for(session_id, owner),
-        run_config=config,
-        max_turns=MAX_TURNS,
-    )
+    session = session_for(session_id, owner)
+    # The lease first: the undo happens while the conversation is still held.
+    async with session.exclusive(timeout=0.0), undone_on_failure(session):
+        return await Runner.run(
+            build_agent(), text, session=session, run_config=_run_config(), max_turns=MAX_TURNS
+        )
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """What the page shows while a streamed turn runs.
+
+    ``text``: the next piece of the answer; ``tool_call``: a tool was called
+    (``name``, ``arguments``); ``tool_output``: its ``output`` came back.
+    """
+
+    kind: Literal["text", "tool_call", "tool_output"]
+    text: str = ""
+    name: str = ""
+    arguments: str = ""
+    output: str = ""
+
+
+async def stream_turn(session_id: str, text: str, owner: Any = None) -> AsyncIterator[TurnEvent]:
+    """Run one turn as ``run_turn`` does (one at a time), yielding its answer as it is written.
+
+    If the caller stops (the page was closed: the iteration is cancelled), the
+    run is cancelled and, once it has settled, what it stored is removed, as
+    for a failed turn: the history is the one before the message was sent.
+    """
+    session = session_for(session_id, owner)
+    async with session.exclusive(timeout=0.0), undone_on_failure(session):
+        result = Runner.run_streamed(
+            build_agent(), text, session=session, run_config=_run_config(), max_turns=MAX_TURNS
+        )
+        try:
+            async for event in result.stream_events():
+                shown = _shown(event)
+                if shown is not None:
+                    yield shown
+        except BaseException:
+            result.cancel()
+            if result.run_loop_task is not None:
+                # Wait for the run's last write to commit or roll back before the undo.
+                await asyncio.wait([result.run_loop_task])
+            raise
+
+
+def _shown(event: object) -> TurnEvent | None:
+    """The ``TurnEvent`` for one of the SDK's stream events, if the page shows it."""
+    if isinstance(event, RawResponsesStreamEvent) and isinstance(
+        event.data, ResponseTextDeltaEvent
+    ):
+        return TurnEvent("text", text=event.data.delta)
+    if isinstance(event, RunItemStreamEvent) and event.name == "tool_called":
+        item = history.as_dict(event.item.raw_item)
+        return TurnEvent(
+            "tool_call",
+            name=str(item.get("name", "")),
+            arguments=pretty_arguments(item.get("arguments", "")),
+        )
+    if isinstance(event, RunItemStreamEvent) and event.name == "tool_output":
+        return TurnEvent("tool_output", output=str(getattr(event.item, "output", "")))
+    return None
 
 
 async def undo_last_exchange(session_id: str, owner: Any = None) -> int:

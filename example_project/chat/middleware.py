@@ -1,9 +1,11 @@
-"""Friendly "not found" and "forbidden" pages, even with ``DEBUG`` on.
+"""Friendly "bad request", "not found" and "forbidden" pages, with ``DEBUG`` on or off.
 
-The example runs with ``DEBUG=1``, where Django answers an unknown URL with its
-technical page listing every URL pattern, and a ``PermissionDenied`` with a bare
-"403 Forbidden". A user who follows an old link, or another user's link, to a
-conversation gets one of these pages instead: what happened and the way back.
+Django answers an unknown URL with a bare "Not Found" (with ``DEBUG=1``, its
+technical page listing every URL pattern), a ``PermissionDenied`` with a bare
+"403 Forbidden" and a request too large to read (a pasted book) with "Bad
+Request (400)". A user who follows an old link, or another user's link, to a
+conversation, or sends too much, gets one of these pages instead: what
+happened and the way back.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.utils.decorators import sync_and_async_middleware
 
-TEMPLATES = {403: "chat/403.html", 404: "chat/404.html"}
+TEMPLATES = {400: "chat/400.html", 403: "chat/403.html", 404: "chat/404.html"}
 
 
 def friendly(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    """``chat/404.html``/``chat/403.html`` instead of any HTML 404/403; JSON answers stay."""
+    """``chat/400.html``, ``403.html`` or ``404.html`` for Django's page; JSON answers stay."""
     template = TEMPLATES.get(response.status_code)
     if template is None or response.get("Content-Type", "").startswith("application/json"):
         return response

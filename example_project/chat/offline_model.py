@@ -17,8 +17,10 @@ Every answer starts with ``PREFIX`` so nobody mistakes it for a real model.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +38,7 @@ from openai.types.responses import (
     ResponseOutputItemDoneEvent,
     ResponseOutputMessage,
     ResponseOutputText,
+    ResponseTextDeltaEvent,
     ResponseUsage,
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
@@ -43,6 +46,8 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from chat import history, intents
 
 PREFIX = "Offline model: "
+# Between two streamed words: a reply of 20 words takes about half a second to write.
+WORD_PAUSE = 0.025
 MODEL_NAME = "offline-deterministic"
 HELP = (
     "I run locally without an API key and understand only a few things: tell me your name, "
@@ -90,7 +95,8 @@ class OfflineModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        # The answer exists whole at once, so it streams as one piece per item.
+        # The answer exists whole at once; its text is sent a word at a time, as a
+        # real model streams it, so the page shows the reply growing.
         items = history.normalize_input(input)
         output = respond(items, tool_names={tool.name for tool in tools})
         usage = _usage(items, output)
@@ -109,6 +115,19 @@ class OfflineModel(Model):
                 output_index=index,
                 sequence_number=sequence,
             )
+            if isinstance(item, ResponseOutputMessage):
+                for position, word in enumerate(_words(_text_of(item))):
+                    await self.before_word(items, position)
+                    sequence += 1
+                    yield ResponseTextDeltaEvent(
+                        type="response.output_text.delta",
+                        item_id=item.id,
+                        output_index=index,
+                        content_index=0,
+                        delta=word,
+                        logprobs=[],
+                        sequence_number=sequence,
+                    )
             sequence += 1
             yield ResponseOutputItemDoneEvent(
                 type="response.output_item.done",
@@ -119,6 +138,13 @@ class OfflineModel(Model):
         yield ResponseCompletedEvent(
             type="response.completed", response=response, sequence_number=sequence + 1
         )
+
+    async def before_word(self, items: list[dict[str, Any]], position: int) -> None:
+        """Wait before word ``position`` of a streamed answer to ``items``.
+
+        A pause, so the page shows the answer growing (tests hold the answer here).
+        """
+        await asyncio.sleep(WORD_PAUSE)
 
 
 def respond(items: list[dict[str, Any]], *, tool_names: set[str]) -> list[TResponseOutputItem]:
@@ -224,6 +250,15 @@ def _message(text: str) -> ResponseOutputMessage:
         status="completed",
         content=[ResponseOutputText(type="output_text", text=text, annotations=[], logprobs=[])],
     )
+
+
+def _text_of(message: ResponseOutputMessage) -> str:
+    return "".join(getattr(part, "text", "") for part in message.content)
+
+
+def _words(text: str) -> list[str]:
+    """``text`` in pieces that join back to it: each word with the spaces before it."""
+    return re.findall(r"\s*\S+|\s+$", text)
 
 
 def _function_call(

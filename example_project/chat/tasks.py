@@ -8,6 +8,7 @@ the response, and the page shows the reply at once.
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from chat.agent import run_turn
@@ -20,6 +21,11 @@ except ImportError:  # Django 5.2
     task = None
 
 TurnState = Literal["running", "done", "failed"]
+BACKGROUND_FAILED = (
+    "The reply could not be written in the background. Your message was not added to "
+    "the conversation: it is back in the box below, so you can send it again."
+)
+logger = logging.getLogger(__name__)
 
 if task is not None:
 
@@ -63,7 +69,9 @@ async def turn_state(task_id: str) -> tuple[TurnState, str | None]:
     except (TaskResultDoesNotExist, NotImplementedError):
         return "done", None
     if result.status == TaskResultStatus.FAILED:
-        return "failed", f"The background turn failed ({failure_reason(result.errors)})."
+        # The reason is for the log; the visitor reads what happened and what to do.
+        logger.warning("background turn %s failed: %s", task_id, failure_reason(result.errors))
+        return "failed", BACKGROUND_FAILED
     if result.status == TaskResultStatus.SUCCESSFUL:
         return "done", None
     return "running", None

@@ -15,9 +15,12 @@ the address bar always shows a page's URL and Reload never posts again.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,11 +29,22 @@ import openai
 from agents.exceptions import AgentsException
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from openai_django_sessions import SessionBusy
+from openai_django_sessions.details import TITLE_MAX_LENGTH
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 from chat import agent, history, tasks, terminal, visitor
@@ -40,6 +54,24 @@ from chat.transcript import build_transcript
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_LENGTH = 4000
+# What the page says when a turn fails; the reason goes to the log, not to the visitor.
+MODEL_FAILED = (
+    "The model could not answer just now. Your message was not added to the "
+    "conversation: it is back in the box below, so you can send it again."
+)
+NOT_STORED = "This message could not be stored, so it was not sent. It is back in the box below."
+INTERRUPTED = (
+    "The reply was interrupted before it was complete (the page was closed or reloaded), "
+    "so your message was not kept: it is back in the box below."
+)
+BUSY = (
+    "A reply is still being written in this conversation (in another tab or window). "
+    "Wait for it, then send your message again: it is back in the box below."
+)
+NUL_REMOVED = (
+    "Your message contained an invisible null character, which cannot be stored. "
+    "It has been taken out of the text below: check it and send again."
+)
 FAVICON = Path(__file__).resolve().parent / "static" / "chat" / "favicon.svg"
 
 
@@ -69,12 +101,16 @@ async def conversation_list(request: HttpRequest) -> HttpResponse:
     "New conversation" brings the user back to it instead of making another.
     """
     user = await request.auser()
-    rows = AgentSession.objects.conversations(user).filter(message_count__gt=0)
+    rows = (
+        AgentSession.objects.conversations(user)
+        .filter(message_count__gt=0)
+        .annotate(bubbles=_bubble_count())
+    )
     conversations = [
         ConversationSummary(
             row.session_id,
             row.title or row.session_id,
-            row.message_count,
+            row.bubbles,
             row.updated_at,
             row.usage_total_tokens,
             bool(row.forked_from),
@@ -87,6 +123,18 @@ async def conversation_list(request: HttpRequest) -> HttpResponse:
         "offline": uses_offline_model(),
     }
     return TemplateResponse(request, "chat/list.html", context)
+
+
+def _bubble_count() -> Coalesce:
+    """The user and assistant messages of a conversation: its bubbles, not its tool items."""
+    shown = (
+        AgentMessage.objects.filter(session=OuterRef("pk"), data__role__in=["user", "assistant"])
+        .order_by()
+        .values("session")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return Coalesce(Subquery(shown, output_field=IntegerField()), 0)
 
 
 @login_required
@@ -123,19 +171,31 @@ async def conversation(request: HttpRequest, session_id: str) -> HttpResponse:
     return await _conversation_page(request, session_id)
 
 
+def _posted_text(request: HttpRequest, field: str = "message") -> str:
+    # Browsers send new lines as CRLF: count them as the page's counter does, once.
+    return request.POST.get(field, "").replace("\r\n", "\n").strip()
+
+
+def _kept(text: str) -> str:
+    """``text`` as the box shows it again: HTML turns a null character into U+FFFD,
+    so it is taken out (the error says so) rather than silently replaced."""
+    return text.replace("\x00", "")
+
+
 @login_required
 @require_POST
 async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
     """Run a turn with the posted ``message``; ``background`` runs it as a task.
 
-    An empty or too long message, a send while a background turn of this
-    conversation still runs, a message the session refuses to store (``ValueError``
-    or ``TypeError`` from ``DjangoSession``, such as U+0000 on PostgreSQL) and a
-    model failure all redirect back to the page, which shows why with the text kept.
+    The form's own action, used without JavaScript (the page streams through
+    ``stream_message`` otherwise): the reply is shown once the turn is over.
+    An empty or too long message, one with a null character, a send while
+    another turn of this conversation runs, a message the session refuses to
+    store and a model failure all redirect back to the page, which shows why
+    with the text kept in the box; a failed turn leaves nothing stored.
     """
     user = await _require_owned(request, session_id)
-    # Browsers send new lines as CRLF: count them as the page's counter does, once.
-    text = request.POST.get("message", "").replace("\r\n", "\n").strip()
+    text = _posted_text(request)
     background = bool(request.POST.get("background"))
     await visitor.set_prefers_background(request, background)
     error = await _refusal(request, session_id, text)
@@ -144,8 +204,66 @@ async def send_message(request: HttpRequest, session_id: str) -> HttpResponse:
     elif error is None:
         error = await _run_turn(session_id=session_id, text=text, user=user)
     if error is not None:
-        await visitor.set_notice(request, session_id, error=error, draft=text)
+        await visitor.set_notice(request, session_id, error=error, draft=_kept(text))
     return redirect("chat:conversation", session_id=session_id)
+
+
+@login_required
+@require_POST
+async def stream_message(request: HttpRequest, session_id: str) -> HttpResponseBase:
+    """Run a turn with the posted ``message``, its reply sent as server-sent events.
+
+    Events (each ``data`` a JSON object): ``text`` (the next piece of the reply),
+    ``tool_call`` and ``tool_output``, then ``done``, or ``failed`` when the turn
+    failed (the page then reloads and shows why, with the text in the box). A
+    refused message answers a redirect to the page, as ``send_message`` does.
+    If the page goes away mid-reply, the run is cancelled and what it stored is
+    removed; the text waits in the box for the visitor's return.
+    """
+    user = await _require_owned(request, session_id)
+    text = _posted_text(request)
+    await visitor.set_prefers_background(request, False)
+    error = await _refusal(request, session_id, text)
+    if error is not None:
+        await visitor.set_notice(request, session_id, error=error, draft=_kept(text))
+        return redirect("chat:conversation", session_id=session_id)
+    response = StreamingHttpResponse(
+        _turn_events(request, session_id, text, user), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold the events back
+    return response
+
+
+async def _turn_events(
+    request: HttpRequest, session_id: str, text: str, user: Any
+) -> AsyncIterator[str]:
+    """The server-sent events of one turn (see ``stream_message``)."""
+    # Sent at once: the page knows the turn has started before the model answers.
+    yield _event("started", {})
+    try:
+        # Closed with this generator, so the run is cancelled and undone before it ends.
+        async with aclosing(agent.stream_turn(session_id, text, user)) as turn:
+            async for event in turn:
+                yield _event(event.kind, asdict(event))
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away: Django cancels the response, or closes it when
+        # the cancellation came while it was sending. The response has started,
+        # so the session middleware has already saved: the notice is saved here.
+        await visitor.set_notice(request, session_id, error=INTERRUPTED, draft=_kept(text))
+        await request.session.asave()
+        raise
+    except TURN_FAILURES as exc:
+        error = _failure_message(exc, session_id)
+        await visitor.set_notice(request, session_id, error=error, draft=_kept(text))
+        await request.session.asave()
+        yield _event("failed", {})
+        return
+    yield _event("done", {})
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 async def _start_in_background(request: HttpRequest, session_id: str, text: str, user: Any) -> None:
@@ -159,34 +277,63 @@ async def _run_turn(*, session_id: str, text: str, user: Any) -> str | None:
     return await _failure(agent.run_turn(session_id, text, user), session_id)
 
 
-async def _failure(turn: Awaitable[object], session_id: str) -> str | None:
-    """Await ``turn``; the message for the user if it failed, else ``None``.
+# What a turn may fail with and the page tells: another turn holding the
+# conversation, a message the session refuses to store (``ValueError``/``TypeError``),
+# a model or SDK failure. Anything else is a bug.
+TURN_FAILURES = (SessionBusy, ValueError, TypeError, AgentsException, openai.OpenAIError)
 
-    What ``DjangoSession`` refuses to store (``ValueError``/``TypeError``, such as
-    U+0000 on PostgreSQL) and model failures are told; anything else is a bug.
-    """
+
+async def _failure(turn: Awaitable[object], session_id: str) -> str | None:
+    """Await ``turn``; the message for the user if it failed, else ``None``."""
     try:
         await turn
-    except (ValueError, TypeError) as exc:
-        return f"This message could not be stored: {exc}"
-    except (AgentsException, openai.OpenAIError) as exc:
-        logger.warning("turn of %s failed: %r", session_id, exc)
-        return f"The model could not answer: {exc}"
+    except TURN_FAILURES as exc:
+        return _failure_message(exc, session_id)
     return None
+
+
+def _failure_message(exc: BaseException, session_id: str) -> str:
+    """What the page says about a failed turn; the reason itself is logged."""
+    if isinstance(exc, SessionBusy):
+        return BUSY
+    logger.warning("turn of %s failed: %r", session_id, exc)
+    return NOT_STORED if isinstance(exc, (ValueError, TypeError)) else MODEL_FAILED
 
 
 async def _refusal(request: HttpRequest, session_id: str, text: str) -> str | None:
     """Why ``text`` cannot be sent now, or ``None``."""
-    if not text:
+    if not _kept(text).strip():
         return "Type a message first."
+    if "\x00" in text:
+        return NUL_REMOVED
     if len(text) > MAX_MESSAGE_LENGTH:
         return (
             f"Messages are limited to {MAX_MESSAGE_LENGTH:,} characters; "
-            f"this one has {len(text):,}."
+            f"this one has {len(text):,}. Shorten it and send again."
         )
     if await visitor.pending_turn(request, session_id):
         return "The previous message is still being answered; wait for its reply."
     return None
+
+
+@login_required
+@require_POST
+async def rename(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Give the conversation the posted ``title`` (one line; the list and the page show it)."""
+    user = await _require_owned(request, session_id)
+    title = " ".join(_posted_text(request, "title").split())
+    if not _kept(title):
+        error = "Type a title first."
+    elif "\x00" in title:
+        error = "A title cannot contain the invisible null character."
+    elif len(title) > TITLE_MAX_LENGTH:
+        error = f"Titles are limited to {TITLE_MAX_LENGTH} characters; this one has {len(title):,}."
+    else:
+        await agent.session_for(session_id, user).aupdate_details(title=title)
+        await visitor.set_notice(request, session_id, info="Conversation renamed.")
+        return redirect("chat:conversation", session_id=session_id)
+    await visitor.set_notice(request, session_id, error=error)
+    return redirect("chat:conversation", session_id=session_id)
 
 
 @login_required
@@ -318,16 +465,20 @@ async def _conversation_page(request: HttpRequest, session_id: str) -> HttpRespo
     items = await session.get_items()
     row = (
         await AgentSession.objects.filter(session_id=session_id)
-        .values("updated_at", "forked_from")
+        .values("updated_at", "forked_from", "title")
         .afirst()
-    ) or {"updated_at": None, "forked_from": ""}
+    ) or {"updated_at": None, "forked_from": "", "title": ""}
     entries = build_transcript(items)
     said = [entry.text for entry in entries if entry.kind == "user"]
     notice = await visitor.take_notice(request, session_id)
     context = {
         "session_id": session_id,
+        "title": row["title"],
+        "title_max_length": TITLE_MAX_LENGTH,
         "entries": entries,
-        "item_count": len(items),
+        # What the visitor sees: the bubbles, and the tool calls apart.
+        "message_count": sum(entry.kind in ("user", "assistant") for entry in entries),
+        "tool_count": sum(entry.kind == "tool" for entry in entries),
         "last_activity": row["updated_at"],
         "forked_from": row["forked_from"],
         "usage": await session.aget_usage(),
@@ -357,7 +508,8 @@ async def edit(request: HttpRequest, session_id: str, index: int) -> HttpRespons
     conversation (``DjangoSession.afork``), runs the edited text there and shows
     it; the original stays as it was. ``index`` must still hold the message the
     page showed (``original``): if the history changed meanwhile (another tab, the
-    terminal), nothing is forked and the page says so.
+    terminal), nothing is forked and the page says so. The same edit sent again
+    (Back, then Send) opens the copy it made, if it still exists: one edit, one copy.
     """
     user = await _require_owned(request, session_id)
     items = [
@@ -379,21 +531,30 @@ async def edit(request: HttpRequest, session_id: str, index: int) -> HttpRespons
             "model_label": model_label(),
         }
         return TemplateResponse(request, "chat/edit.html", context)
-    text = request.POST.get("message", "").replace("\r\n", "\n").strip()
+    text = _posted_text(request)
+    sent = await visitor.sent_edit(request, session_id, index, original, text)
+    if sent is not None and await AgentSession.objects.filter(session_id=sent).aexists():
+        await visitor.set_notice(
+            request,
+            sent,
+            info="This edit was already sent: here is the copy it made. Nothing was sent twice.",
+        )
+        return redirect("chat:conversation", session_id=sent)
     error = await _refusal(request, session_id, text)
     if error is None and request.POST.get("original", "") != original:
         error = (
             "The conversation changed since this page was shown; check the message and send again."
         )
     if error is not None:
-        await visitor.set_notice(request, edit_key, error=error, draft=text)
+        await visitor.set_notice(request, edit_key, error=error, draft=_kept(text))
         return redirect("chat:edit", session_id=session_id, index=index)
     fork_id = visitor.new_session_id()
     await agent.fork_before(session_id, user, fork_id, index)
     await visitor.add_conversation(request, fork_id)
+    await visitor.record_sent_edit(request, session_id, index, original, text, fork_id)
     error = await _run_turn(session_id=fork_id, text=text, user=user)
     if error is not None:
-        await visitor.set_notice(request, fork_id, error=error, draft=text)
+        await visitor.set_notice(request, fork_id, error=error, draft=_kept(text))
     else:
         await visitor.set_notice(
             request,

@@ -9,13 +9,17 @@
 - what the next page of a conversation shows once: an error with the text the
   visitor had typed (after a refused send, the browser is redirected to the
   page, so Reload never sends again), or a note that a background turn ended;
-- whether the visitor last chose "Run in background".
+- whether the visitor last chose "Run in background";
+- the edits already sent ("Edit and resend"): the same edit sent again (Back,
+  then Send) opens the copy it made instead of making an identical one.
 
 Every function uses the session's async API, for the async views.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -26,6 +30,8 @@ CONVERSATIONS = "chat_conversations"
 PENDING = "chat_pending"
 NOTICES = "chat_notices"
 BACKGROUND = "chat_background"
+SENT_EDITS = "chat_sent_edits"
+MAX_SENT_EDITS = 20
 # A cookie-backed session could not hold more; a database one need not grow forever.
 MAX_CONVERSATIONS = 100
 SESSION_ID = re.compile(r"web-[a-z0-9]{16}")
@@ -109,3 +115,25 @@ async def prefers_background(request: HttpRequest) -> bool:
 
 async def set_prefers_background(request: HttpRequest, choice: bool) -> None:
     await request.session.aset(BACKGROUND, choice)
+
+
+def _edit_key(session_id: str, index: int, original: str, text: str) -> str:
+    """One edit: ``text`` in place of ``original`` at ``index`` of ``session_id``."""
+    return hashlib.sha256(json.dumps([session_id, index, original, text]).encode()).hexdigest()
+
+
+async def sent_edit(
+    request: HttpRequest, session_id: str, index: int, original: str, text: str
+) -> str | None:
+    """The copy this very edit was sent in, if the visitor sent it already."""
+    sent = await request.session.aget(SENT_EDITS, {})
+    return sent.get(_edit_key(session_id, index, original, text))
+
+
+async def record_sent_edit(
+    request: HttpRequest, session_id: str, index: int, original: str, text: str, fork: str
+) -> None:
+    sent = dict(await request.session.aget(SENT_EDITS, {}))
+    sent[_edit_key(session_id, index, original, text)] = fork
+    # Dicts keep insertion order: the oldest edits are forgotten first.
+    await request.session.aset(SENT_EDITS, dict(list(sent.items())[-MAX_SENT_EDITS:]))

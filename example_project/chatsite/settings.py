@@ -6,7 +6,8 @@ Everything a visitor may want to change comes from the environment:
   default a SQLite file next to ``manage.py`` (WAL enabled).
 - ``OPENAI_API_KEY`` / ``OPENAI_MODEL``: a real model instead of the offline one
   (read at each turn, see ``chat.models_choice``).
-- ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS``.
+- ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``; ``DJANGO_DEBUG=1`` turns on
+  Django's debug pages (off by default: they show settings and code to anyone).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 # The example binds to 127.0.0.1; a deployment sets its own key.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-only-not-a-secret")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"] + [
     host for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if host
 ]

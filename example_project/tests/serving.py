@@ -64,6 +64,8 @@ def uvicorn_server(
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--lifespan",
+                "off",  # as scripts/run-example: Django has no lifespan handler
             ],
             cwd=PROJECT_DIR,
             env=server_env(database_url),
@@ -96,3 +98,23 @@ def _wait_for(base_url: str, process: subprocess.Popen[bytes], log: Path) -> Non
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise RuntimeError(f"uvicorn did not answer on {base_url} within 60 s:\n{log.read_text()}")
+
+
+def manage(database_url: str, *command: str, input: str | None = None) -> str:
+    """What ``manage.py`` with ``command`` prints, run on ``database_url``; fails if it fails."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *command],
+        input=input,
+        cwd=PROJECT_DIR,
+        env=server_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout
+
+
+def stored_history(database_url: str, session_id: str) -> str:
+    """The conversation's stored items as ``manage.py chat`` prints them, before its prompt."""
+    return manage(database_url, "chat", session_id, input="/quit\n").partition("Commands:")[0]

@@ -2,8 +2,10 @@
 
 The server runs in a subprocess on a database of its own: a temporary SQLite
 file, and once more a PostgreSQL database created (and dropped) here. The SQLite
-run saves screenshots of the conversation list, a conversation and the admin's
-view of it to ``artifacts/``.
+run saves a screenshot of each state it checks to ``artifacts/`` (the reply
+streaming in, the tab closed mid-reply, a failed turn and its retry, the list
+on a phone, an error in view, the admin at two widths); the PostgreSQL run
+saves the ones of the tab closed mid-reply there, with ``-postgresql``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +24,32 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from psycopg import sql
 
-from tests.serving import PROJECT_DIR, server_env, uvicorn_server
+from tests.serving import manage, stored_history, uvicorn_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
 SCREENSHOTS = {
     name: ARTIFACTS / f"example-{name}.png"
-    for name in ("sign-in", "list", "conversation", "edited", "admin", "not-yours")
+    for name in (
+        "sign-in",
+        "list",
+        "conversation",
+        "edited",
+        "admin",
+        "not-yours",
+        "streaming",
+        "tab-closed",
+        "failed-turn",
+        "retried-turn",
+        "phone-list",
+        "error-in-view",
+        "admin-1280",
+        "admin-1600",
+        "two-tabs",
+    )
+}
+POSTGRES_SCREENSHOTS = {
+    name: ARTIFACTS / f"example-{name}-postgresql.png" for name in ("streaming", "tab-closed")
 }
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -79,34 +99,30 @@ def test_conversation_flow_on_sqlite(browser: Browser, page: Page, tmp_path: Pat
     database_url = f"sqlite:///{tmp_path / 'chat.sqlite3'}"
     for screenshot in SCREENSHOTS.values():
         screenshot.unlink(missing_ok=True)
-    with uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url:
+    log = tmp_path / "uvicorn.log"
+    with uvicorn_server(database_url, log, app=APP) as base_url:
         conversation_flow(page, base_url, database_url, screenshots=True)
         edit_flow(page, base_url, screenshots=True)
+        closed_mid_reply_flow(browser, base_url, database_url, SCREENSHOTS)
+        failed_turn_flow(page, base_url)
+        two_tabs_flow(browser, base_url, database_url)
+        phone_flow(browser, base_url, database_url)
         admin_flow(page, base_url, database_url)
         ownership_flow(browser, base_url, database_url)
     for screenshot in SCREENSHOTS.values():
         assert screenshot.stat().st_size > 10_000
+    assert "lifespan" not in log.read_text()  # uvicorn started without its warning
 
 
 @pytest.mark.postgres
-def test_conversation_flow_on_postgresql(page: Page, tmp_path: Path) -> None:
+def test_conversation_flow_on_postgresql(browser: Browser, page: Page, tmp_path: Path) -> None:
     with (
         postgres_database() as database_url,
         uvicorn_server(database_url, tmp_path / "uvicorn.log", app=APP) as base_url,
     ):
         conversation_flow(page, base_url, database_url, screenshots=False)
         edit_flow(page, base_url, screenshots=False)
-        # PostgreSQL's jsonb cannot hold U+0000: the library refuses it, the page says so.
-        page.goto(base_url + "/")
-        page.get_by_role("button", name="New conversation").click()
-        page.get_by_label("Run in background").uncheck()  # ticked: remembered from before
-        page.get_by_label("Message").fill("nul \x00 here")
-        page.get_by_role("button", name="Send").click()
-        expect(page.get_by_test_id("error")).to_contain_text(
-            "This message could not be stored: items[0] contains the character U+0000"
-        )
-        expect(page.get_by_label("Message")).to_have_value(re.compile("^nul .* here$"))
-        expect(page.locator('[data-role="user"]')).to_have_count(0)
+        closed_mid_reply_flow(browser, base_url, database_url, POSTGRES_SCREENSHOTS)
 
 
 def conversation_flow(page: Page, base_url: str, database_url: str, *, screenshots: bool) -> None:
@@ -126,6 +142,7 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
     expect(page.get_by_test_id("signed-in")).to_have_text("demo")
     expect(page.get_by_text("No conversations yet")).to_be_visible()
     expect(page.get_by_test_id("model")).to_contain_text("offline")
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # not staff
     page.get_by_role("button", name="New conversation").click()
     expect(page).to_have_url(re.compile(r"/c/web-[a-z0-9]{16}/$"))
     conversation_url = page.url
@@ -134,10 +151,14 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
     users = page.locator('[data-role="user"]')
     replies = page.locator('[data-role="assistant"]')
 
+    expect(page).to_have_title("New conversation · Chat that remembers")
     send(page, "My name is Ada")
     expect(replies.last).to_have_text(
         "Offline model: Nice to meet you, Ada. I will remember your name."
     )
+    # Titled after the first message, in the heading and the tab, not by its id.
+    expect(page.get_by_test_id("title")).to_have_text("My name is Ada")
+    expect(page).to_have_title("My name is Ada · Chat that remembers")
     # Enter sends; Shift+Enter is a new line.
     box = page.get_by_label("Message")
     box.fill("What is")
@@ -146,6 +167,7 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
     expect(box).to_have_value("What is\nmy name?")
     box.press("Enter")
     expect(replies).to_have_count(2)
+    expect(page.locator("[data-streaming]")).to_have_count(0)
     expect(users.last).to_have_text("What is\nmy name?")
     expect(replies.last).to_have_text("Offline model: Your name is Ada. You told me earlier.")
     assert page.evaluate("history.length") == entries  # sends replace the page, not push
@@ -197,17 +219,23 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS["conversation"]), full_page=True)
 
-    # The terminal command on the page works as copied, on the same database, as this user.
-    summary = page.get_by_test_id("summary").inner_text()
+    # The count is of the bubbles shown; tool calls are counted apart.
+    expect(page.get_by_test_id("summary")).to_contain_text("6 messages, 1 tool call")
+    assert page.locator(".bubble").count() == 6
+
+    # The terminal command, folded away below the conversation, works as copied:
+    # on the same database, as this user.
+    terminal_box = page.locator("details.terminal")
+    assert terminal_box.bounding_box()["y"] > page.locator("form.composer").bounding_box()["y"]
+    terminal_box.locator("summary").click()
     command = page.get_by_test_id("terminal-command").inner_text()
     assert " chat --user demo web-" in command, command
     terminal = subprocess.run(
         ["bash", "-c", command], input="/quit\n", capture_output=True, text=True, timeout=120
     )
     assert terminal.returncode == 0, terminal.stderr
-    stored = re.match(r"(\d+) stored messages", summary)
-    assert stored is not None, summary
-    assert f"--- history: {stored[1]} stored messages" in terminal.stdout
+    assert "--- history: 8 stored messages" in terminal.stdout  # the 6 bubbles and the tool's 2
+    assert "you> What is 12 * (3 + 4)?" in terminal.stdout
 
     # The history is in the database, not in the page.
     page.reload()
@@ -218,7 +246,7 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
     row = page.get_by_test_id("conversations").get_by_role("link")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("My name is Ada")
-    expect(row).to_contain_text("8 stored messages")
+    expect(row).to_contain_text("6 messages")
     if screenshots:
         page.screenshot(path=str(SCREENSHOTS["list"]), full_page=True)
     # "New conversation" twice makes one empty conversation, and it is not listed.
@@ -255,6 +283,13 @@ def conversation_flow(page: Page, base_url: str, database_url: str, *, screensho
     send(page, "What is my name?")
     expect(replies.last).to_have_text("Offline model: You have not told me your name yet.")
 
+    # Renamed in the chat: the heading and the tab follow.
+    page.locator("details.rename summary").click()
+    page.get_by_label("Title").fill("Greetings")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("title")).to_have_text("Greetings")
+    expect(page).to_have_title("Greetings · Chat that remembers")
+
     # Delete asks first, then the conversation is gone from the list and its URL.
     page.get_by_role("link", name="Delete…").click()
     page.get_by_role("button", name="Delete").click()
@@ -271,15 +306,191 @@ def admin_flow(page: Page, base_url: str, database_url: str) -> None:
     page.goto(base_url + "/")
     page.get_by_role("button", name="New conversation").click()
     send(page, "What time is it in Tokyo?")
-    page.get_by_role("link", name="Admin").click()
+    # One long unbroken title must not push the other columns out of view.
+    page.locator("details.rename summary").click()
+    page.get_by_label("Title").fill("x" * 200)
+    page.get_by_role("button", name="Save").click()
+    page.goto(base_url + "/admin/")
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+    page.goto(base_url + "/")
+    expect(page.get_by_role("link", name="Admin")).to_have_count(1)  # staff: the link shows
+    page.goto(base_url + "/admin/")
     page.get_by_role("rowheader", name="Agent sessions").get_by_role("link").click()
+    expect(page.locator(".breadcrumbs")).to_have_text(
+        re.compile(r"^\W*Home\W+Agent memory\W+Agent sessions\W*$")
+    )
+    admin_widths(page)
     page.get_by_role("link", name=re.compile(r"^web-")).first.click()
     expect(page.get_by_text("Last activity:")).to_be_visible()
     expect(page.locator("body")).not_to_contain_text("+00:00")
     page.screenshot(path=str(SCREENSHOTS["admin"]), full_page=True)
+
+
+def admin_widths(page: Page) -> None:
+    """The changelist at 1,280 and 1,600 px: titles readable, "Last activity" in view."""
+    for width in (1280, 1600):
+        page.set_viewport_size({"width": width, "height": 900})
+        # In view: within the list's box, not scrolled away to its right.
+        header = page.locator("#result_list th.column-last_activity").bounding_box()
+        results = page.locator("#changelist .results").bounding_box()
+        assert header is not None and results is not None
+        assert header["x"] + header["width"] <= results["x"] + results["width"], (width, header)
+        for cell in page.locator("#result_list td.field-title").all():
+            # Not a word per line: a title cell is at least 12em wide (about 150 px).
+            assert cell.bounding_box()["width"] > 120, cell.bounding_box()
+        page.screenshot(path=str(SCREENSHOTS[f"admin-{width}"]), full_page=True)
+    page.set_viewport_size({"width": 900, "height": 1000})
+
+
+def closed_mid_reply_flow(
+    browser: Browser, base_url: str, database_url: str, screenshots: dict[str, Path]
+) -> None:
+    """A reply streams in; the tab is closed mid-reply: the run is cancelled, the history
+    is the one before the message, which waits in the box when the conversation is opened."""
+    context = browser.new_context(viewport={"width": 900, "height": 1000})
+    page = context.new_page()
+    try:
+        new_conversation_of(page, base_url, create_user(database_url, "streamer"), "streamer")
+        session_id = page.url.rstrip("/").rsplit("/", 1)[1]
+        send(page, "My name is Ada")
+        before = stored_history(database_url, session_id)
+
+        # Held before its first word: the message shows at once, the typing indicator
+        # until the first word, the tool call as it happened.
+        page.get_by_label("Message").fill("What is 12 * (3 + 4)? (hold first)")
+        page.get_by_role("button", name="Send").click()
+        expect(page.locator('[data-role="user"]').last).to_have_text(
+            "What is 12 * (3 + 4)? (hold first)"
+        )
+        expect(page.get_by_test_id("typing")).to_have_text("Writing a reply…")
+        expect(page.get_by_test_id("tool-output")).to_have_text("12 * (3 + 4) = 84")
+        expect(page.locator('[data-role="assistant"]')).to_have_count(1)
+        page = reopened(
+            page, database_url, session_id, before, "What is 12 * (3 + 4)? (hold first)"
+        )
+
+        # Held after three words: the reply is seen growing, then the tab is closed.
+        page.get_by_label("Message").fill("Tell me something (hold)")
+        page.get_by_role("button", name="Send").click()
+        streaming = page.locator('[data-role="assistant"][data-streaming]')
+        expect(streaming).to_have_text("Offline model: You")
+        expect(page.get_by_test_id("typing")).to_have_count(0)
+        page.screenshot(path=str(screenshots["streaming"]), full_page=True)
+        page = reopened(page, database_url, session_id, before, "Tell me something (hold)")
+        expect(page.locator('[data-role="user"]')).to_have_text(["My name is Ada"])
+        page.screenshot(path=str(screenshots["tab-closed"]), full_page=True)
+        send(page, "What is my name?")  # the conversation goes on
+        expect(page.locator('[data-role="assistant"]').last).to_contain_text("Your name is Ada")
+    finally:
+        context.close()
+
+
+def reopened(page: Page, database_url: str, session_id: str, before: str, text: str) -> Page:
+    """Close ``page`` mid-reply; once the run is undone, the conversation in a new tab,
+    which says the reply was interrupted and offers ``text`` back in the box."""
+    url, context = page.url, page.context
+    page.close()
+    wait_for_history(database_url, session_id, before)
+    page = context.new_page()
+    page.goto(url)
+    expect(page.get_by_test_id("error")).to_contain_text("The reply was interrupted")
+    expect(page.get_by_label("Message")).to_have_value(text)
+    return page
+
+
+def two_tabs_flow(browser: Browser, base_url: str, database_url: str) -> None:
+    """One turn at a time: while one tab's reply is written, the other tab's send is
+    refused with its text kept; once the first is over, it goes through."""
+    context = browser.new_context(viewport={"width": 900, "height": 1000})
+    first = context.new_page()
+    try:
+        new_conversation_of(first, base_url, create_user(database_url, "twotabs"), "twotabs")
+        send(first, "My name is Ada")
+        session_id = first.url.rstrip("/").rsplit("/", 1)[1]
+        before = stored_history(database_url, session_id)
+        second = context.new_page()
+        second.goto(first.url)
+
+        first.get_by_label("Message").fill("Tell me something (hold)")
+        first.get_by_role("button", name="Send").click()
+        expect(first.locator('[data-role="assistant"][data-streaming]')).to_have_text(
+            "Offline model: You"
+        )
+        second.get_by_label("Message").fill("What is my name?")
+        second.get_by_role("button", name="Send").click()
+        expect(second.get_by_test_id("error")).to_contain_text(
+            "A reply is still being written in this conversation"
+        )
+        expect(second.get_by_label("Message")).to_have_value("What is my name?")
+        # The other tab's message is stored as its turn started; this one is not.
+        expect(second.locator('[data-role="user"]')).to_have_text(
+            ["My name is Ada", "Tell me something (hold)"]
+        )
+        second.screenshot(path=str(SCREENSHOTS["two-tabs"]), full_page=True)
+
+        first.close()  # the held reply is cancelled, the conversation free again
+        wait_for_history(database_url, session_id, before)
+        second.reload()
+        send(second, "What is my name?")
+        expect(second.locator('[data-role="assistant"]').last).to_contain_text("Your name is Ada")
+        expect(second.locator('[data-role="user"]')).to_have_text(
+            ["My name is Ada", "What is my name?"]
+        )
+    finally:
+        context.close()
+
+
+def failed_turn_flow(page: Page, base_url: str) -> None:
+    """A model failure: the error in view, the text back in the box, nothing stored;
+    Send again stores the message once. In a long conversation on a short window."""
+    page.set_viewport_size({"width": 900, "height": 600})
+    page.goto(base_url + "/")
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_label("Run in background").uncheck()  # the choice is remembered from before
+    for number in range(4):
+        send(page, f"Line {number} of a long conversation")
+    page.get_by_label("Message").fill("My name is Ada (fail once)")
+    page.get_by_role("button", name="Send").click()
+    error = page.get_by_test_id("error")
+    expect(error).to_have_text(re.compile(r"^The model could not answer just now\."))
+    expect(error).to_be_in_viewport()
+    expect(page.get_by_label("Message")).to_have_value("My name is Ada (fail once)")
+    expect(page.locator('[data-role="user"]')).to_have_count(4)
+    page.screenshot(path=str(SCREENSHOTS["failed-turn"]))
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator('[data-role="assistant"]')).to_have_count(5)
+    expect(page.locator("[data-streaming]")).to_have_count(0)
+    expect(page.locator('[data-role="user"]').filter(has_text="(fail once)")).to_have_count(1)
+    expect(page.get_by_test_id("error")).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOTS["retried-turn"]))
+
+    # A null character: said in words, in view, and taken out of the text (no U+FFFD).
+    page.get_by_label("Message").fill("nul \x00 here")
+    page.get_by_role("button", name="Send").click()
+    expect(error).to_contain_text("invisible null character")
+    expect(error).to_be_in_viewport()
+    expect(page.get_by_label("Message")).to_have_value("nul  here")
+    page.screenshot(path=str(SCREENSHOTS["error-in-view"]))
+    page.set_viewport_size({"width": 900, "height": 1000})
+
+
+def phone_flow(browser: Browser, base_url: str, database_url: str) -> None:
+    """At 390 px the list shows each title on a line of its own."""
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = phone.new_page()
+    try:
+        new_conversation_of(page, base_url, create_user(database_url, "phone"), "phone")
+        send(page, "My name is Ada and this is a conversation on a phone")
+        page.goto(base_url + "/")
+        title = page.get_by_test_id("conversations").locator(".title").first
+        expect(title).to_contain_text("My name is Ada")
+        box = title.bounding_box()
+        assert box is not None and box["width"] > 250, box
+        page.screenshot(path=str(SCREENSHOTS["phone-list"]), full_page=True)
+    finally:
+        phone.close()
 
 
 def edit_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
@@ -311,6 +522,13 @@ def edit_flow(page: Page, base_url: str, *, screenshots: bool) -> None:
     expect(page.get_by_test_id("usage")).to_contain_text("over 2 model requests")
     if screenshots:
         page.screenshot(path=str(SCREENSHOTS["edited"]), full_page=True)
+    # Back to the edit form, then Send: the copy already made opens, no second one.
+    copy_url = page.url
+    page.go_back()
+    expect(page.get_by_label("Edited message")).to_have_value("My name is Grace")
+    page.get_by_role("button", name="Send as a new conversation").click()
+    expect(page).to_have_url(copy_url)
+    expect(page.get_by_test_id("info")).to_contain_text("This edit was already sent")
     page.get_by_test_id("forked-from").get_by_role("link").click()
     expect(page).to_have_url(original_url)
     expect(users).to_have_text(["My name is Ada", "What is my name?"])
@@ -380,6 +598,14 @@ def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
             page.context.close()
 
 
+def wait_for_history(database_url: str, session_id: str, expected: str) -> None:
+    """Wait until the server has settled the cancelled run: the history is ``expected``."""
+    for _ in range(60):
+        if stored_history(database_url, session_id) == expected:
+            return
+    assert stored_history(database_url, session_id) == expected
+
+
 def create_user(database_url: str, username: str) -> str:
     """The password of ``username``, made with the documented ``manage.py demo_user``."""
     return printed_password(database_url, "demo_user", "--username", username)
@@ -387,18 +613,17 @@ def create_user(database_url: str, username: str) -> str:
 
 def printed_password(database_url: str, *command: str) -> str:
     """Run a ``manage.py`` command that creates a user; the password it prints once."""
-    created = subprocess.run(
-        [sys.executable, "manage.py", *command],
-        cwd=PROJECT_DIR,
-        env=server_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    password = re.search(r"password (\S+) \(shown once\)", created.stdout)
-    assert password is not None, created.stdout
+    created = manage(database_url, *command)
+    password = re.search(r"password (\S+) \(shown once\)", created)
+    assert password is not None, created
     return password[1]
+
+
+def new_conversation_of(page: Page, base_url: str, password: str, username: str) -> None:
+    """Sign ``username`` in on ``page`` and open a new conversation."""
+    page.goto(base_url + "/")
+    sign_in(page, username, password)
+    page.get_by_role("button", name="New conversation").click()
 
 
 def sign_in(page: Page, username: str, password: str) -> None:
@@ -409,10 +634,13 @@ def sign_in(page: Page, username: str, password: str) -> None:
 
 
 def send(page: Page, text: str) -> None:
+    """Send ``text`` and wait for the page that shows the stored reply."""
     count = page.locator('[data-role="assistant"]').count()
     page.get_by_label("Message").fill(text)
     page.get_by_role("button", name="Send").click()
     expect(page.locator('[data-role="assistant"]')).to_have_count(count + 1)
+    # Streamed elements are replaced by the stored history once the turn is over.
+    expect(page.locator("[data-streaming]")).to_have_count(0)
 
 
 @contextmanager

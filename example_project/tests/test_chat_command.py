@@ -104,3 +104,25 @@ def test_without_user_any_conversation_opens_and_a_new_one_has_no_owner(
 def test_an_unknown_user_is_a_command_error_saying_how_to_create_one() -> None:
     with pytest.raises(CommandError, match=r"no user 'zed'.*demo_user --username zed"):
         chat("term-8", "hello", user="zed")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_line_sent_while_another_turn_holds_the_conversation_is_refused() -> None:
+    """The page (or another terminal) is writing a reply: the line is not stored."""
+    from asgiref.sync import sync_to_async
+
+    from chat import agent
+
+    await sync_to_async(chat)("term-busy", "My name is Ada")
+    err = io.StringIO()
+
+    def send_line() -> None:
+        stdin = io.StringIO("What is my name?\n")
+        call_command("chat", "term-busy", stdin=stdin, stdout=io.StringIO(), stderr=err)
+
+    async with agent.session_for("term-busy").exclusive(timeout=0.0):
+        await sync_to_async(send_line, thread_sensitive=False)()
+
+    assert "a reply is still being written in this conversation elsewhere" in err.getvalue()
+    items = await agent.session_for("term-busy").get_items()
+    assert len(items) == 2  # the first exchange only

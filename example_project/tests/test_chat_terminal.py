@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import PROJECT_DIR, migrate, server_env
+from tests.serving import PROJECT_DIR, migrate, server_env, stored_history
 
 LEFT_ARROW = "\x1b[D"
 CTRL_C = "\x03"
@@ -75,12 +75,19 @@ LAUNCHER = (
 )
 
 
+# As nohup, "cmd &" in a script, or a test harness start it: SIGINT ignored, which
+# the child inherits through exec.
+IGNORING_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); " + LAUNCHER
+
+
 @contextmanager
-def chat_in_terminal(database_url: str, session_id: str) -> Iterator[Terminal]:
+def chat_in_terminal(
+    database_url: str, session_id: str, *, launcher: str = LAUNCHER
+) -> Iterator[Terminal]:
     env = dict(server_env(database_url), TERM="xterm")
     controller, tty = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, "manage.py", "chat", session_id],
+        [sys.executable, "-c", launcher, "manage.py", "chat", session_id],
         stdin=tty,
         stdout=tty,
         stderr=tty,
@@ -106,20 +113,6 @@ def database_url(tmp_path: Path) -> str:
     return url
 
 
-def stored_history(database_url: str, session_id: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "chat", session_id],
-        input="/quit\n",
-        cwd=PROJECT_DIR,
-        env=server_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout.partition("Commands:")[0]
-
-
 def test_arrow_keys_edit_the_line_and_ctrl_c_at_the_prompt_exits_cleanly(
     database_url: str,
 ) -> None:
@@ -139,6 +132,16 @@ def test_arrow_keys_edit_the_line_and_ctrl_c_at_the_prompt_exits_cleanly(
     history = stored_history(database_url, "pty-1")
     assert "you> My name is Ada\n" in history  # no escape sequence stored
     assert "\x1b" not in history
+
+
+def test_ctrl_c_ends_the_chat_when_it_was_started_with_sigint_ignored(database_url: str) -> None:
+    with chat_in_terminal(database_url, "pty-3", launcher=IGNORING_SIGINT) as terminal:
+        terminal.wait_for("you> ")
+        time.sleep(0.5)  # as a person would, once the prompt is up
+        terminal.type(CTRL_C)
+        status = terminal.exit_status()
+    assert status == 0, terminal.output
+    assert "Bye. The conversation stays stored." in terminal.output
 
 
 def test_ctrl_d_at_the_prompt_exits_cleanly(database_url: str) -> None:

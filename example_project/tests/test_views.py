@@ -68,8 +68,8 @@ def test_list_shows_own_conversations_newest_activity_first_with_counts(client: 
     assert html.index(first) < html.index(second)
     assert empty not in html
     assert "my name is First" in html  # titled by its first message
-    assert "6 stored messages" in html  # 2 exchanges, one with a tool call and its output
-    assert "2 stored messages" in html
+    assert "4 messages" in html  # 2 exchanges; the tool call and its output are no bubbles
+    assert "2 messages" in html
 
 
 def test_list_hides_other_users_conversations(
@@ -249,7 +249,7 @@ def test_tool_calls_are_shown_collapsed_with_arguments_and_output(
     assert "Tokyo (Asia/Tokyo): " in html
     assert (
         html.index('data-role="user"')
-        < html.index("<details")
+        < html.index('<details class="tool"')
         < html.index('data-role="assistant"')
     )
 
@@ -288,7 +288,8 @@ def test_an_error_is_shown_once_and_reload_does_not_send_again(
 
 def test_the_box_has_no_length_cut_but_shows_the_limit(client: Client, session_id: str) -> None:
     html = page(client, session_id)
-    assert "maxlength" not in html  # a long paste is not cut mid-word
+    box = re.search(r"<textarea[^>]*>", html)
+    assert box is not None and "maxlength" not in box[0]  # a long paste is not cut mid-word
     assert 'data-max-length="4000"' in html
     assert "up to 4000 characters" in html
 
@@ -302,12 +303,24 @@ def test_a_message_the_session_refuses_is_shown_and_kept(
     """
 
     async def refusing(session_id: str, text: str, owner: object = None) -> None:
-        raise ValueError("items[0] contains the character U+0000")
+        raise ValueError("items[0] is nested 31 levels deep")
 
     monkeypatch.setattr("chat.agent.run_turn", refusing)
+    html = refused(client, send(client, session_id, "hello"), session_id)
+    assert "This message could not be stored, so it was not sent." in html
+    assert "items[0]" not in html  # the library's reason is for the log
+    assert ">hello</textarea>" in html
+
+
+def test_a_null_character_is_refused_on_every_database_and_taken_out_of_the_box(
+    client: Client, session_id: str
+) -> None:
+    """HTML shows U+0000 in a box as U+FFFD: the box gets the text without it, and says so."""
     html = refused(client, send(client, session_id, "nul \x00 here"), session_id)
-    assert "This message could not be stored: items[0] contains the character U+0000" in html
-    assert ">nul \x00 here</textarea>" in html
+    assert "Your message contained an invisible null character" in html
+    assert ">nul  here</textarea>" in html
+    assert "\x00" not in html and "\ufffd" not in html
+    assert not AgentSession.objects.filter(session_id=session_id).exists()
 
 
 def test_sending_needs_post(client: Client, session_id: str) -> None:
@@ -322,7 +335,8 @@ def test_model_failure_is_shown_not_raised(client: Client, session_id: str, monk
 
     monkeypatch.setattr("chat.agent.run_turn", broken)
     html = refused(client, send(client, session_id, "hello"), session_id)
-    assert "The model could not answer: boom" in html
+    assert "The model could not answer just now." in html
+    assert "boom" not in html.partition("<textarea")[0]  # the reason is for the log
     assert ">hello</textarea>" in html
 
 

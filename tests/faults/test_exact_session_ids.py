@@ -12,6 +12,7 @@ import io
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.test import Client
 
 from openai_django_sessions import DjangoSession, transfer
@@ -66,7 +67,13 @@ async def test_lookalike_ids_stay_apart_in_tables_created_on_first_use():
 def test_the_migration_makes_existing_installs_compare_exactly():
     call_command("migrate", "openai_django_sessions", "0003", verbosity=0)
     try:
-        AgentSession.objects.create(session_id="Alice")
+        # The model as 0003 left it: later migrations add columns today's model has.
+        state = MigrationLoader(connection).project_state(
+            ("openai_django_sessions", "0003_owner_usage_forks")
+        )
+        state.apps.get_model("openai_django_sessions", "AgentSession").objects.create(
+            session_id="Alice"
+        )
     finally:
         call_command("migrate", "openai_django_sessions", verbosity=0)
     AgentSession.objects.create(session_id="alice")

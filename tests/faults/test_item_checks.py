@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 from agents.memory.session_settings import SessionSettings
+from asgiref.sync import sync_to_async
 
 from openai_django_sessions import DjangoSession
-from openai_django_sessions.items import MAX_DEPTH, MAX_ITEM_BYTES
+from openai_django_sessions.items import MAX_DEPTH
+from openai_django_sessions.limits import max_item_bytes
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,7 +59,8 @@ async def test_items_nested_beyond_the_limit_are_refused(levels):
 
 async def test_large_non_ascii_items_are_stored_together_and_come_back_equal():
     # Escaped as \uXXXX these would be ~3x larger: past MariaDB's 16 MiB packet.
-    text = "é" * (MAX_ITEM_BYTES // 2 - 100)
+    limit = await sync_to_async(max_item_bytes)("default")
+    text = "é" * (min(limit, 7 * 2**20) // 2 - 100)
     items = [{"role": "tool", "n": n, "output": text} for n in range(4)]
     session = DjangoSession("large")
     await session.add_items(items)
@@ -65,7 +68,8 @@ async def test_large_non_ascii_items_are_stored_together_and_come_back_equal():
 
 
 async def test_an_item_larger_than_the_limit_is_refused():
-    await assert_refused([{"output": "x" * MAX_ITEM_BYTES}], ValueError, r"items\[0\].*bytes")
+    too_large = [{"output": "x" * await sync_to_async(max_item_bytes)("default")}]
+    await assert_refused(too_large, ValueError, r"items\[0\].*bytes")
 
 
 @pytest.mark.parametrize("bad", ["user\x00", "user\ud800"])

@@ -1,4 +1,5 @@
-"""``manage.py agent_sessions``: list, show, export, import, prune and erase stored sessions.
+"""``manage.py agent_sessions``: list, show, export, import, prune, erase stored sessions, and
+convert-ids for tables of 0.1/0.2 on MySQL/MariaDB.
 
 The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 """
@@ -24,12 +25,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import display, maintenance, owners, routing, transfer, usage
+from ... import conf, display, maintenance, owners, routing, tables, transfer, usage
+from ...items import check_session_id
 from ...models import AgentMessage, AgentSession, AgentUsage
 
 
 class Command(BaseCommand):
-    help = "Inspect and maintain stored agent sessions: list, show, export, import, prune, erase."
+    help = (
+        "Inspect and maintain stored agent sessions: list, show, export, import, prune, "
+        "erase, convert-ids."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
@@ -149,7 +154,19 @@ class Command(BaseCommand):
         )
         erase.add_argument("--owner", metavar="USERNAME", required=True, help="The user.")
 
-        for sub in (listing, show, export, importing, prune, erase):
+        convert = commands.add_parser(
+            "convert-ids",
+            help="Make a sessions table of 0.1/0.2 on MySQL/MariaDB compare ids exactly "
+            "(case, accents and trailing spaces count).",
+        )
+        convert.add_argument(
+            "--sessions-table",
+            metavar="TABLE",
+            default=None,
+            help="The table to convert (default: OPENAI_DJANGO_SESSIONS['SESSIONS_TABLE']).",
+        )
+
+        for sub in (listing, show, export, importing, prune, erase, convert):
             sub.add_argument(
                 "--database",
                 metavar="ALIAS",
@@ -158,6 +175,28 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        # Before routing or any query: a database would raise its own error for these.
+        for session_id in [options.get("session_id"), *(options.get("session_ids") or [])]:
+            if session_id is not None:
+                _text_argument("SESSION_ID", session_id)
+                try:
+                    check_session_id(session_id)
+                except ValueError as exc:
+                    raise CommandError(f"{exc}.") from exc
+        for option in ("owner", "search"):
+            if options.get(option) is not None:
+                _text_argument(f"--{option}", options[option])
+        for option in ("limit", "batch_size"):
+            if (options.get(option) or 0) > MAX_COUNT:
+                raise CommandError(
+                    f"--{option.replace('_', '-')} {options[option]} is too large: "
+                    f"it must be at most {MAX_COUNT:,}."
+                )
+        if options.get("inactive_for") is not None:
+            try:
+                maintenance.check_inactive_for(options["inactive_for"])
+            except ValueError as exc:
+                raise CommandError(f"--inactive-for {exc}.") from exc
         if subcommand == "show":
             # One session: the routing rule says where it lives.
             aliases = [
@@ -174,7 +213,7 @@ class Command(BaseCommand):
         for alias in aliases:
             if alias not in connections:
                 raise CommandError(f"Unknown database alias {alias!r}; it is not in DATABASES.")
-        handler: Callable[..., None] = getattr(self, f"handle_{subcommand}")
+        handler: Callable[..., None] = getattr(self, f"handle_{subcommand.replace('-', '_')}")
         try:
             handler(aliases, **options)
         except BrokenPipeError:
@@ -436,6 +475,32 @@ class Command(BaseCommand):
                 f"of {owner!r}."
             )
 
+    def handle_convert_ids(
+        self, aliases: list[str], *, sessions_table: str | None, **options: Any
+    ) -> None:
+        try:
+            table = (
+                conf.sessions_table()
+                if sessions_table is None
+                else conf.validate_table_name(sessions_table, "--sessions-table")
+            )
+        except ValueError as exc:
+            raise CommandError(f"{exc}.") from exc
+        for alias in aliases:
+            try:
+                was = tables.convert_ids(alias, table)
+            except LookupError as exc:
+                raise CommandError(str(exc)) from exc
+            if was is None:
+                self.stdout.write(
+                    f"{table!r} on database {alias!r} already compares session ids exactly."
+                )
+            else:
+                self.stdout.write(
+                    f"Converted {table!r} on database {alias!r}: session ids compared as "
+                    f"{was} now compare exactly."
+                )
+
     # -- output --------------------------------------------------------------------
 
     def _write_json_array(self, values: Iterable[Any]) -> None:
@@ -569,6 +634,13 @@ def _when(value: datetime) -> str:
 # call_command, the usage message and exit status 2 from the command line.
 
 
+# A value that parses but cannot be used (a duration reaching before the year 1,
+# a count no database takes) is refused by handle(): CommandError, status 1.
+
+# The largest count (LIMIT, batch size) every database accepts.
+MAX_COUNT = 2**63 - 1
+
+
 def _duration(text: str) -> timedelta:
     try:
         return maintenance.parse_duration(text)
@@ -589,6 +661,20 @@ def _positive_int(text: str) -> int:
 def _require_user(username: str, aliases: list[str]) -> None:
     if not owners.user_exists(username, aliases):
         raise CommandError(f"No user {username!r} in database {_quote(aliases)}.")
+
+
+def _text_argument(label: str, value: str) -> None:
+    """``CommandError`` unless ``value`` is text every database can compare.
+
+    Bytes that are not UTF-8 reach ``sys.argv`` as lone surrogates
+    (``surrogateescape``); they are shown as the bytes that were typed.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(f"{label} is not valid UTF-8 text: {os.fsencode(value)!r}.") from None
+    if "\x00" in value:
+        raise CommandError(f"{label} must not contain the character U+0000.")
 
 
 def _quote(aliases: list[str]) -> str:

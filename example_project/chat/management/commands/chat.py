@@ -24,6 +24,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from openai_django_sessions import SessionBusy
 
 from chat import agent
 from chat.model_choice import model_label
@@ -88,6 +89,10 @@ class Command(BaseCommand):
         interactive = stdin is sys.stdin and stdin.isatty() and sys.stdout.isatty()
         if interactive:
             import readline  # noqa: F401  # line editing and history for input()
+
+            # Started with Ctrl+C ignored (nohup, "&", a harness), the chat would
+            # inherit that and never end on Ctrl+C: a person at the prompt expects it to.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self.stdout.write(f"Conversation {session_id} (model: {model_label()})")
         self._print_history(session_id)
         self.stdout.write(HELP_LINE)
@@ -156,6 +161,12 @@ class Command(BaseCommand):
         before = len(self._items(session_id))
         try:
             async_to_sync(agent.run_turn)(session_id, text, self.owner)
+        except SessionBusy:
+            self.stderr.write(
+                "(a reply is still being written in this conversation elsewhere: "
+                "send your message again in a moment)"
+            )
+            return
         except (ValueError, TypeError) as exc:
             self.stderr.write(f"(this message could not be stored: {exc})")
             return
