@@ -40,9 +40,14 @@ DEFAULTS: dict[str, Any] = {
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")
 
 
-def user_settings() -> dict[str, Any]:
-    """The setting as the project wrote it (``{}`` when absent)."""
-    return getattr(settings, SETTING_NAME, None) or {}
+def user_settings() -> Any:
+    """The setting as the project wrote it (``{}`` when absent or ``None``).
+
+    Whatever else it is comes back as it is, ``[]`` and ``""`` too: the
+    system checks report a setting that is not a dict (E001).
+    """
+    value = getattr(settings, SETTING_NAME, None)
+    return {} if value is None else value
 
 
 def get(key: str) -> Any:
@@ -73,14 +78,14 @@ def validate_table_name(name: object, what: str) -> str:
 def table_setting(key: str) -> str:
     """The table name the setting gives for ``key``, for the models and migrations.
 
-    Only its type is enforced here (``TypeError``): a name that is not a plain
-    identifier is reported by the system checks (``E004``) before ``migrate``
-    runs, and ``DjangoSession`` refuses to use it.
+    Read when the models are imported, before the system checks run, so this
+    raises nothing: a value that is not a str (or a setting that is not a
+    dict) gives the default name here and is reported by the checks (E001,
+    E003); a str that is not a plain identifier is reported too (E004), and
+    ``DjangoSession`` refuses to use it.
     """
     value = get(key)
-    if not isinstance(value, str):
-        raise TypeError(f"{SETTING_NAME}[{key!r}] must be a str, not {type(value).__name__}")
-    return value
+    return value if isinstance(value, str) else str(DEFAULTS[key])
 
 
 def sessions_table() -> str:

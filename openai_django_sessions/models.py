@@ -95,7 +95,8 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
     def owned_by(self, owner: Any) -> Self:
         """The sessions of ``owner`` (a user instance or primary key).
 
-        Raises ``ValueError`` for an anonymous user (see ``owners.owner_key``).
+        Raises ``ValueError`` for an anonymous user or a key the user model cannot
+        hold, ``TypeError`` for a value that is no key (see ``owners.owner_key``).
         """
         from .owners import owner_key
 

@@ -8,6 +8,7 @@ caller refuses the same things with the same messages, before any query runs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,14 +16,23 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models
 
+# What a primary key is given as: its text (from a URL, ``request.session``...),
+# an int or a UUID. Anything else (1.5, Decimal("1.9"), b"1") would be converted
+# by the key's field to some user's key: refused rather than guessed at.
+KEY_TYPES = (str, int, uuid.UUID)
+
 
 def owner_key(owner: object, what: str = "owner") -> Any:
     """The primary key of ``owner``: a saved user instance, or a primary key value.
 
-    Raises ``ValueError`` for an anonymous user, an unsaved user or a value the
-    user model's primary key cannot hold, and ``TypeError`` for ``None``, a bool
-    or an instance of another model. Does no I/O: a key of a user that does not
-    exist passes here (and owns nothing).
+    A primary key value is a ``str``, an ``int`` (not a ``bool``) or a
+    ``uuid.UUID`` that the user model's primary key field converts to a value
+    it can hold (its validators pass: an integer key's range, a string key's
+    length). Raises ``ValueError`` for an anonymous user, an unsaved user or a
+    value the key cannot hold, and ``TypeError`` for ``None``, a bool, an
+    instance of another model or a value of any other type (a float, a
+    ``Decimal``, bytes). Does no I/O: a key of a user that does not exist passes
+    here (and owns nothing).
     """
     user_model = get_user_model()
     if getattr(owner, "is_anonymous", False) is True and not isinstance(owner, user_model):
@@ -34,17 +44,21 @@ def owner_key(owner: object, what: str = "owner") -> Any:
         if owner.pk is None:
             raise ValueError(f"{what} is an unsaved {user_model.__name__}: save it first")
         return owner.pk
-    if owner is None or isinstance(owner, (bool, models.Model)):
+    if isinstance(owner, bool) or not isinstance(owner, KEY_TYPES):
         raise TypeError(
-            f"{what} must be a {user_model._meta.label} instance or its primary key, "
-            f"not {type(owner).__name__}"
+            f"{what} must be a {user_model._meta.label} instance or its primary key "
+            f"(a str, an int or a UUID), not {type(owner).__name__}"
         )
+    key_field = user_model._meta.pk
+    assert key_field is not None  # every concrete model has one
     try:
-        return user_model._meta.pk.to_python(owner)  # type: ignore[union-attr]
-    except ValidationError:
+        key = key_field.to_python(owner)
+        key_field.run_validators(key)
+    except (ValidationError, TypeError, ValueError, OverflowError):
         raise ValueError(
             f"{what}={owner!r:.80} is not a valid primary key of {user_model._meta.label}"
         ) from None
+    return key
 
 
 def username_field() -> str:

@@ -11,6 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from agents.items import TResponseInputItem
+from agents.memory import session_settings as session_settings_module
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from asgiref.sync import sync_to_async
@@ -33,7 +34,7 @@ from . import (
 )
 from .completion import run_to_completion
 from .items import check_items, check_session_id
-from .models import AgentMessage, AgentSession, AgentUsage
+from .models import AgentMessage, AgentSession
 from .owners import owner_key
 
 if TYPE_CHECKING:
@@ -42,17 +43,21 @@ if TYPE_CHECKING:
 __all__ = ["DjangoSession"]
 
 
+# The SDK's own check of a settings dict, in the SDKs that have it; for older
+# ones (0.8 lacks it) the same check and wording are made here.
+_sdk_coerce: Callable[[dict[str, Any]], SessionSettings] | None = getattr(
+    session_settings_module, "coerce_session_settings", None
+)
+
+
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
     if value is None:
         return SessionSettings()
     if isinstance(value, dict):
-        # SessionSettings ignores unknown keys: a typo would silently drop a limit.
-        unknown = set(value) - {field.name for field in dataclasses.fields(SessionSettings)}
-        if unknown:
-            raise TypeError(f"session_settings has unknown keys: {', '.join(sorted(unknown))}")
-        if isinstance(value.get("limit"), bool):  # SessionSettings would make True 1
+        # Before SessionSettings sees it: it would make True 1.
+        if isinstance(value.get("limit"), bool):
             raise TypeError("session_settings limit must be an int or None, not bool")
-        value = SessionSettings(**value)
+        value = _settings_from_dict(value)
     if not isinstance(value, SessionSettings):
         raise TypeError(
             "session_settings must be a SessionSettings, a dict or None, "
@@ -60,6 +65,20 @@ def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionS
         )
     _check_limit(value.limit, "session_settings limit")
     return value
+
+
+def _settings_from_dict(value: dict[str, Any]) -> SessionSettings:
+    """``SessionSettings(**value)``, refusing unknown keys as the SDK's stores do.
+
+    ``SessionSettings`` alone ignores them: a typo would silently drop a limit.
+    """
+    if _sdk_coerce is not None:
+        return _sdk_coerce(value)
+    names = {field.name for field in dataclasses.fields(SessionSettings)}
+    unknown = sorted(str(name) for name in value if name not in names)
+    if unknown:
+        raise TypeError(f"Unknown session settings: {', '.join(unknown)}")
+    return SessionSettings(**value)
 
 
 # The largest LIMIT every backend accepts; a larger limit means every item anyway.
@@ -101,7 +120,8 @@ class DjangoSession(SessionABC):
             its ``limit`` applies when ``get_items`` is called without one.
         using: a database alias; default ``OPENAI_DJANGO_SESSIONS["DATABASE"]``,
             else Django's database routers.
-        owner: a user (of ``AUTH_USER_MODEL``) or its primary key. The row is
+        owner: a user (of ``AUTH_USER_MODEL``) or its primary key (a ``str``, an
+            ``int`` or a ``uuid.UUID``: see ``owners.owner_key``). The row is
             created with this owner, and every method on a row owned by another
             user, or by no one, raises ``PermissionDenied`` having read and
             written nothing. ``None``: no scoping (every conversation).
@@ -119,9 +139,9 @@ class DjangoSession(SessionABC):
 
     Raises ``ValueError`` for an invalid ``session_id``, table name, alias, title
     or owner (an ``AnonymousUser`` among them), ``TypeError`` for arguments of
-    the wrong type; with ``sessions_table``/``messages_table``, ``owner``,
-    ``title``, ``metadata`` and ``expires_after`` raise ``ValueError`` (those
-    tables lack the columns).
+    the wrong type (an owner that is a float, a ``Decimal``, bytes); with
+    ``sessions_table``/``messages_table``, ``owner``, ``title``, ``metadata`` and
+    ``expires_after`` raise ``ValueError`` (those tables lack the columns).
     On MySQL/MariaDB, the first call on a table whose ``session_id`` column
     compares ids ignoring case, accents or trailing spaces (one created by
     0.1/0.2) raises ``tables.LooseSessionIds`` naming the command that converts it.
@@ -213,10 +233,8 @@ class DjangoSession(SessionABC):
         """
         if not items and isinstance(items, (list, tuple)):
             return
-        wrapper = usage.resolve(wrapper)
-        recording = usage.pending(wrapper, self._usage_key)
-        if await run_to_completion(partial(self._add_items, items, recording)) and recording:
-            usage.recorded(wrapper, self._usage_key, recording)
+        recording = usage.pending(usage.resolve(wrapper), self._usage_key)
+        await run_to_completion(partial(self._add_items, items, recording))
 
     async def pop_item(
         self, *, wrapper: RunContextWrapper[Any] | None = None
@@ -279,16 +297,31 @@ class DjangoSession(SessionABC):
         )
         return None if row is None else _details(row)
 
+    def _get_usage(self) -> usage.UsageTotals:
+        store = self._storage(write=False)
+        totals = transactions.run(
+            store.alias,
+            partial(store.usage_totals, session_id=self.session_id, owner=self.owner_id),
+            atomic=False,
+        )
+        return usage.UsageTotals(**totals)
+
     def _update_details(self, changes: dict[str, Any]) -> details.SessionDetails:
         store = self._storage(write=True)
 
         def update() -> details.SessionDetails:
             row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
             if row is None:
+                # A first add_items may create the row after this read: the upsert
+                # then keeps that row's values, so the changes are set under its
+                # lock all the same.
                 values = {**self._new_row_values([]), **changes}
-                store.upsert_session(session_id=self.session_id, values=values, owner=self.owner_id)
+                session_pk = store.upsert_session(
+                    session_id=self.session_id, values=values, owner=self.owner_id
+                )
             else:
-                store.update_details(session_pk=row["pk"], values=changes)
+                session_pk = row["pk"]
+            store.update_details(session_pk=session_pk, values=changes)
             stored = store.session_details(session_id=self.session_id, owner=self.owner_id)
             assert stored is not None  # written in this transaction
             return _details(stored)
@@ -334,13 +367,32 @@ class DjangoSession(SessionABC):
     async def aget_usage(self) -> usage.UsageTotals:
         """This session's recorded token usage, summed (one query; zeros if none).
 
-        Sessions on custom tables record no usage: their totals are zeros.
+        ``PermissionDenied`` if the row is another owner's, as for every method
+        (zeros before the first write). Sessions on custom tables record no
+        usage: their totals are zeros.
         """
         if self.session_model is not AgentSession:
             return usage.UsageTotals()
-        store = await sync_to_async(self._storage)(write=False)
-        rows = AgentUsage.objects.using(store.alias).filter(session__session_id=self.session_id)
-        return await usage.atotals(rows)
+        return await sync_to_async(self._get_usage)()
+
+    async def arecord_usage(self, wrapper: RunContextWrapper[Any]) -> None:
+        """Record the usage of ``wrapper``'s run that no write of it recorded yet.
+
+        A run's usage is recorded by its writes (see ``usage``): what it spent
+        after its last write, a model response whose items were never stored
+        because the run was cancelled or failed, is not. Call this with the run's
+        context (``result.context_wrapper``) when a run ends that way. It records
+        exactly what is missing, in one transaction, and nothing if nothing is
+        (a second call, a run whose last write recorded everything, a wrapper
+        this session never saw): nothing is ever recorded twice. Creates the
+        session row if there is none, as a write would; ``PermissionDenied`` if
+        it is another owner's. Sessions on custom tables record no usage.
+        """
+        if self.session_model is not AgentSession:
+            return
+        recording = usage.pending(wrapper, self._usage_key)
+        if recording is not None:
+            await run_to_completion(partial(self._record_usage, recording))
 
     async def afork(
         self, new_session_id: str, *, keep: int | None = None, using: str | None = None
@@ -360,13 +412,11 @@ class DjangoSession(SessionABC):
 
         Raises ``ValueError`` if ``new_session_id`` exists or is invalid, if this
         session does not exist, or for a negative ``keep`` (``TypeError`` if it
-        is not an int); nothing is written then.
+        is not an int); nothing is written then. As for ``get_items``, a ``keep``
+        beyond ``2**63 - 1`` is every item.
         """
         check_session_id(new_session_id)
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
-            raise TypeError(f"keep must be an int or None, not {type(keep).__name__}")
-        if keep is not None and keep < 0:
-            raise ValueError(f"keep must not be negative, got {keep}")
+        keep = _check_limit(keep, "keep")
         fork = DjangoSession(
             new_session_id,
             sessions_table=self.session_model._meta.db_table,
@@ -454,13 +504,10 @@ class DjangoSession(SessionABC):
 
         See ``_replace_rows``; the run's pending usage is recorded with it.
         """
-        wrapper = usage.resolve(None)
-        recording = usage.pending(wrapper, self._usage_key)
-        replaced, recorded = await run_to_completion(
+        recording = usage.pending(usage.resolve(None), self._usage_key)
+        replaced = await run_to_completion(
             partial(self._replace_rows, expected, output, prune_prefix, batch, recording)
         )
-        if recorded and recording:
-            usage.recorded(wrapper, self._usage_key, recording)
         if replaced:
             self._stored.clear()
         return replaced
@@ -526,8 +573,23 @@ class DjangoSession(SessionABC):
             self._on_commit(store.alias, signals.session_items_added, items=checked)
 
         transactions.run(store.alias, write)
+        usage.recorded(recording)
         self._stored.update(fingerprints)
         return True
+
+    def _record_usage(self, recording: usage.Recording) -> None:
+        store = self._storage(write=True)
+        values = _usage_values(recording)
+        assert values is not None  # a recording has values
+
+        def write() -> None:
+            session_pk = store.upsert_session(
+                session_id=self.session_id, values=self._new_row_values([]), owner=self.owner_id
+            )
+            store.insert_usage(session_pk=session_pk, values=values)
+
+        transactions.run(store.alias, write)
+        usage.recorded(recording)
 
     def _pop_item(self) -> TResponseInputItem | None:
         store = self._storage(write=True)
@@ -597,17 +659,28 @@ class DjangoSession(SessionABC):
         )
 
     def _fork_values(self, store: storage.Storage, keep: int | None) -> dict[str, Any]:
-        """Lock this session's row and return what its fork's row is made of."""
+        """Lock this session's row and return what its fork's row is made of.
+
+        The row is locked without bumping its ``updated_at``: a fork is not
+        activity of the source.
+        """
         expired = self._expiry_applies() and self._expired(store)
-        if expired or not store.lock_session(session_id=self.session_id, owner=self.owner_id):
+        row = (
+            None
+            if expired
+            else store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
+        )
+        if row is None:
             raise ValueError(f"cannot fork session {self.session_id!r}: it does not exist")
-        source_pk = store.session_pk(session_id=self.session_id)
         through, count = store.fork_point(session_id=self.session_id, keep=keep)
-        values: dict[str, Any] = {"_source_pk": source_pk, "_through_id": through}
+        values: dict[str, Any] = {"_source_pk": row["pk"], "_through_id": through}
         if self.session_model is AgentSession:
             copied = ("owner_id", "title", "metadata")
-            source = AgentSession.objects.using(store.alias).values(*copied).get(pk=source_pk)
-            values.update(source, forked_from=self.session_id, forked_from_position=count)
+            values.update(
+                {name: row[name] for name in copied},
+                forked_from=self.session_id,
+                forked_from_position=count,
+            )
         return values
 
     def _create_fork_row(self, store: storage.Storage, values: dict[str, Any]) -> int:
@@ -646,8 +719,8 @@ class DjangoSession(SessionABC):
         prune_prefix: compaction.PrunePrefix | None,
         batch: int,
         recording: usage.Recording | None,
-    ) -> tuple[bool, bool]:
-        """Swap stored rows for ``output`` in one transaction; ``(replaced, usage recorded)``.
+    ) -> bool:
+        """Swap stored rows for ``output`` in one transaction; whether they were replaced.
 
         ``expected`` (the newest rows, oldest first, as a snapshot read them) must
         still be exactly the newest rows, else nothing is replaced. ``None``
@@ -690,7 +763,10 @@ class DjangoSession(SessionABC):
             self._on_commit(store.alias, signals.session_compacted, removed=removed, items=checked)
             return True, values is not None
 
-        return transactions.run(store.alias, replace)
+        replaced, recorded = transactions.run(store.alias, replace)
+        if recorded:
+            usage.recorded(recording)
+        return replaced
 
     def _prune_prefix(
         self, store: storage.Storage, before: int, prune_prefix: compaction.PrunePrefix, batch: int

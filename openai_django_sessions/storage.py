@@ -28,6 +28,7 @@ from django.utils import timezone
 from . import limits
 from .items import JSONText, encode, json_size
 from .models import AgentSession, AgentUsage
+from .usage import COUNTERS, sums
 
 # Stand for the session id and the owner while the ORM compiles a statement; never sent.
 _SESSION_ID = "<session id>"
@@ -305,6 +306,8 @@ class Storage:
     ) -> dict[str, Any] | None:
         """The session row's details by field name; ``None`` if there is no row.
 
+        ``pk``, ``session_id``, the timestamps and, for models that have them
+        (``has_details``), ``owner_id``, ``title`` and ``metadata``.
         ``PermissionDenied`` with ``owner`` if the row is someone else's. ``lock``
         locks the row (``SELECT ... FOR UPDATE``) until the transaction ends,
         without bumping its ``updated_at``.
@@ -312,14 +315,30 @@ class Storage:
         rows = self.session_model._default_manager.using(self.alias)
         if lock:
             rows = rows.select_for_update()
-        row = (
-            rows.filter(session_id=session_id)
-            .values("pk", "session_id", "owner_id", "title", "metadata", "created_at", "updated_at")
-            .first()
-        )
+        names = ["pk", "session_id", "created_at", "updated_at"]
+        if self.has_details:
+            names[2:2] = ["owner_id", "title", "metadata"]
+        row = rows.filter(session_id=session_id).values(*names).first()
         if row is not None and owner is not None and row["owner_id"] != owner:
             raise PermissionDenied(_refusal(session_id))
         return row
+
+    def usage_totals(self, *, session_id: str, owner: Any = None) -> dict[str, int]:
+        """The session's recorded usage summed, by ``UsageTotals`` field; zeros if none.
+
+        One query: the session row and its sums together, so checking ``owner``
+        (``PermissionDenied`` if the row is someone else's or no one's) costs
+        none. Models without a usage table (custom tables) have zeros.
+        """
+        if self.usage_model is None:
+            return dict.fromkeys(COUNTERS, 0)
+        rows = self.session_model._default_manager.using(self.alias).filter(session_id=session_id)
+        row = rows.values("pk", "owner_id").annotate(**sums("usage__")).first()
+        if row is None:
+            return dict.fromkeys(COUNTERS, 0)
+        if owner is not None and row["owner_id"] != owner:
+            raise PermissionDenied(_refusal(session_id))
+        return {name: int(row[name]) for name in COUNTERS}
 
     def update_details(self, *, session_pk: int, values: Mapping[str, Any]) -> None:
         """Set ``values`` (title, metadata) on the row; ``updated_at`` is left as it is."""

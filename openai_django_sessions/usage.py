@@ -10,6 +10,11 @@ session sees a wrapper (the ``Runner`` reads the history before it calls the
 model, and a resumed run reads it before anything else), whatever the total is
 then was spent before: zero for a new run, and for a resumed run what its first
 part already recorded.
+
+So what is stored for a run is its total as of its last committed write. What
+it spent after that (a run cancelled between a model response and the write of
+its items) is recorded by ``DjangoSession.arecord_usage``, with the same marks:
+nothing is recorded twice.
 """
 
 from __future__ import annotations
@@ -57,9 +62,13 @@ class UsageTotals:
     reasoning_tokens: int = 0
 
 
-def sums() -> dict[str, Any]:
-    """``aggregate()`` arguments summing ``AgentUsage`` rows into ``UsageTotals`` fields."""
-    return {name: Coalesce(Sum(name), Value(0)) for name in COUNTERS}
+def sums(path: str = "") -> dict[str, Any]:
+    """``aggregate()`` arguments summing ``AgentUsage`` rows into ``UsageTotals`` fields.
+
+    ``path`` leads from the queried model to the usage rows: ``"usage__"`` sums
+    an ``AgentSession``'s recordings in an ``annotate()``.
+    """
+    return {name: Coalesce(Sum(f"{path}{name}"), Value(0)) for name in COUNTERS}
 
 
 async def atotals(rows: QuerySet[AgentUsage]) -> UsageTotals:
@@ -113,6 +122,9 @@ class Recording:
     delta: Totals
     details: dict[str, Any]
     total: Totals  # the run's total once this is recorded
+    # Where the run's marks live: ``recorded`` sets this session's mark there.
+    wrapper: Any = dataclasses.field(default=None, repr=False, compare=False)
+    key: str = ""
 
 
 def _detail(details: object, name: str) -> int:
@@ -184,10 +196,16 @@ def pending(wrapper: RunContextWrapper[Any] | None, key: str) -> Recording | Non
     entries = getattr(wrapper.usage, "request_usage_entries", None) or []
     if delta.request_entries > 0:
         details["requests"] = [_request_entry(e) for e in entries[recorded.request_entries :]]
-    return Recording(delta=delta, details=details, total=total)
+    return Recording(delta=delta, details=details, total=total, wrapper=wrapper, key=key)
 
 
-def recorded(wrapper: RunContextWrapper[Any] | None, key: str, recording: Recording) -> None:
-    """Remember that ``recording`` is committed, so the next write records only what follows."""
-    if wrapper is not None:
-        _marks(wrapper)[key] = recording.total
+def recorded(recording: Recording | None) -> None:
+    """Remember that ``recording`` is committed, so the next write records only what follows.
+
+    Called by the write itself, in its worker thread, as soon as its transaction
+    committed: a caller cancelled meanwhile (``run_to_completion`` raises
+    ``CancelledError`` once the work is done) must not leave the mark behind,
+    or the next recording would count this one again.
+    """
+    if recording is not None and recording.wrapper is not None:
+        _marks(recording.wrapper)[recording.key] = recording.total

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,14 +40,55 @@ def test_absent_or_valid_setting_passes(settings: Any) -> None:
     assert checks.check_settings() == []
 
 
-def test_setting_that_is_not_a_dict_is_E001(settings: Any) -> None:
-    settings.OPENAI_DJANGO_SESSIONS = [("DATABASE", "default")]
+@pytest.mark.parametrize(
+    ("value", "kind"), [([("DATABASE", "default")], "list"), ([], "list"), ("", "str"), (0, "int")]
+)
+def test_setting_that_is_not_a_dict_is_E001(settings: Any, value: Any, kind: str) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = value
 
     [error] = checks.check_settings()
 
     assert error.id == "openai_django_sessions.E001"
-    assert "must be a dict, not list" in error.msg
+    assert f"must be a dict, not {kind}" in error.msg
     assert error.hint
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("{'SESSIONS_TABLE': 5}", "['SESSIONS_TABLE'] must be str, not int"),
+        ("{'USAGE_TABLE': None}", "['USAGE_TABLE'] must be str, not NoneType"),
+        ("{'MESSAGES_TABLE': b'agent_messages'}", "['MESSAGES_TABLE'] must be str, not bytes"),
+        ("[]", "must be a dict, not list"),
+        ("''", "must be a dict, not str"),
+    ],
+)
+def test_table_names_of_the_wrong_type_are_reported_by_the_checks_not_at_model_import(
+    tmp_path: Path, setting: str, expected: str
+) -> None:
+    # The table names are read when the models are imported, before any check runs.
+    # No database is involved: an in-memory one keeps the backends' own checks quiet.
+    (tmp_path / "bad_settings.py").write_text(
+        "from tests.settings import *\n"
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}\n"
+        f"OPENAI_DJANGO_SESSIONS = {setting}\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check", "--settings=bad_settings"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "openai_django_sessions.E00" in done.stderr
+    assert expected in done.stderr
 
 
 def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None:

@@ -32,4 +32,4 @@ def test_ownership_under_a_custom_user_model() -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "4 passed" in result.stdout.splitlines()[-1]
+    assert "5 passed" in result.stdout.splitlines()[-1]

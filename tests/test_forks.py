@@ -45,6 +45,17 @@ async def test_a_fork_holds_the_whole_history_and_the_original_is_unchanged():
     assert (after.pk, after.forked_from, after.forked_from_position) == (before.pk, "", None)
 
 
+async def test_a_fork_leaves_the_last_activity_of_its_source_as_it_was():
+    original = await source()
+    before = await AgentSession.objects.aget(session_id="original")
+
+    await original.afork("copy")
+    await original.afork("start", keep=1)
+
+    after = await AgentSession.objects.aget(session_id="original")
+    assert (after.created_at, after.updated_at) == (before.created_at, before.updated_at)
+
+
 @pytest.mark.parametrize("keep", [0, 1, 4, 6, 50])
 async def test_keep_copies_the_first_items(keep):
     original = await source()
@@ -54,6 +65,17 @@ async def test_keep_copies_the_first_items(keep):
     assert await fork.get_items() == ITEMS[:keep]
     row = await AgentSession.objects.aget(session_id="kept")
     assert row.forked_from_position == min(keep, len(ITEMS))
+
+
+@pytest.mark.parametrize("keep", [2**63 - 1, 2**63, 2**64, 10**30])
+async def test_keep_beyond_the_largest_limit_copies_every_item_as_get_items_reads_them(keep):
+    original = await source()
+    assert await original.get_items(keep) == ITEMS
+
+    fork = await original.afork("all", keep=keep)
+
+    assert await fork.get_items() == ITEMS
+    assert await original.get_items() == ITEMS
 
 
 async def test_the_fork_grows_on_its_own():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,10 +13,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from openai_django_sessions import DjangoSession, SessionDetails
-from openai_django_sessions.models import AgentMessage, AgentSession
+from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
+from openai_django_sessions.usage import UsageTotals
 from tests.conftest import in_requests
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# Rounds of a race between two requests: enough for it to go each way many times.
+ROUNDS = 150
 
 
 def msg(n: int, role: str = "user") -> dict[str, Any]:
@@ -62,6 +67,31 @@ def test_unsaved_user_and_values_that_are_not_keys_are_refused(django_user_model
         DjangoSession("s", owner=True)
     with pytest.raises(TypeError, match="owner must be"):
         DjangoSession("s", owner=AgentSession(session_id="x"))
+
+
+@pytest.mark.parametrize(
+    "value", [1.5, 1.0, Decimal("1.9"), b"1", bytearray(b"1"), float("inf"), float("nan"), 1j, [1]]
+)
+async def test_owner_values_that_are_not_keys_are_refused_before_anything_is_read(
+    alice: Any, value: Any
+) -> None:
+    # Each of them would otherwise be converted to alice's key (or overflow).
+    await DjangoSession("trip", owner=alice).add_items([msg(1)])
+
+    with pytest.raises(TypeError, match=r"owner must be .* or its primary key .*, not "):
+        DjangoSession("trip", owner=value)
+    with pytest.raises(TypeError, match=r"owner must be .* or its primary key .*, not "):
+        AgentSession.objects.owned_by(value)
+    with pytest.raises(TypeError, match=r"owner must be .* or its primary key .*, not "):
+        AgentSession.objects.conversations(value)
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30, "1.5", "1e400", "", " "])
+def test_keys_the_user_models_key_cannot_hold_are_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"is not a valid primary key of auth\.User"):
+        DjangoSession("trip", owner=value)
+    with pytest.raises(ValueError, match=r"is not a valid primary key of auth\.User"):
+        AgentSession.objects.owned_by(value)
 
 
 def test_title_and_metadata_are_checked_at_construction() -> None:
@@ -156,11 +186,31 @@ async def test_every_method_on_a_conversation_owned_by_someone_else_is_refused_u
         "clear_session": intruder.clear_session,
         "aget_details": intruder.aget_details,
         "aupdate_details": lambda: intruder.aupdate_details(title="mine"),
+        "aget_usage": intruder.aget_usage,
     }
     for name, call in calls.items():
         with pytest.raises(PermissionDenied):
             await call()
         assert await snapshot("shared-id") == before, name
+
+
+async def test_usage_totals_are_read_by_their_owner_only_and_say_no_more_than_get_items(
+    alice: Any, bob: Any
+) -> None:
+    await DjangoSession("trip", owner=alice).add_items([msg(1)])
+    row = await AgentSession.objects.aget(session_id="trip")
+    await AgentUsage.objects.acreate(session=row, requests=1, input_tokens=7, total_tokens=9)
+    await AgentSession.objects.acreate(session_id="nobodys")
+
+    with pytest.raises(PermissionDenied, match="'trip' belongs to another user"):
+        await DjangoSession("trip", owner=bob).aget_usage()
+    with pytest.raises(PermissionDenied, match="'nobodys' belongs to another user"):
+        await DjangoSession("nobodys", owner=bob).aget_usage()
+    # An id no one has stored reads as empty, as get_items reads it.
+    assert await DjangoSession("unknown", owner=bob).aget_usage() == UsageTotals()
+    assert await DjangoSession("unknown", owner=bob).get_items() == []
+    assert (await DjangoSession("trip", owner=alice).aget_usage()).total_tokens == 9
+    assert (await DjangoSession("trip").aget_usage()).input_tokens == 7
 
 
 async def test_a_session_without_owner_still_reads_every_conversation(alice: Any) -> None:
@@ -290,6 +340,23 @@ async def test_aupdate_details_creates_the_owned_row_before_any_message(alice: A
 
     assert (details.owner_id, details.title) == (alice.pk, "Draft")
     assert await session.get_items() == []
+
+
+async def test_aupdate_details_racing_the_first_write_of_a_new_id_loses_neither(
+    alice: Any,
+) -> None:
+    # Each round a new id: both requests may find no row and race to create it.
+    for n in range(ROUNDS):
+        session_id = f"race-{n}"
+        await in_requests(
+            lambda sid=session_id, n=n: DjangoSession(sid, owner=alice).add_items([msg(n)]),
+            lambda sid=session_id, n=n: DjangoSession(sid, owner=alice).aupdate_details(
+                title="Named", metadata={"round": n}
+            ),
+        )
+        row = await AgentSession.objects.aget(session_id=session_id)
+        assert (row.title, row.metadata) == ("Named", {"round": n}), session_id
+        assert await DjangoSession(session_id).get_items() == [msg(n)]
 
 
 async def test_aupdate_details_checks_its_arguments_before_writing() -> None:

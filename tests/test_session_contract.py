@@ -12,6 +12,7 @@ from agents.memory import Session, SessionSettings
 from asgiref.sync import sync_to_async
 
 from openai_django_sessions import DjangoSession, storage
+from openai_django_sessions import session as session_module
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -224,11 +225,23 @@ def test_session_settings_of_the_wrong_type_are_refused(settings):
         DjangoSession("s", session_settings=settings)
 
 
-def test_session_settings_with_an_unknown_field_are_refused():
-    with pytest.raises(TypeError, match="unknown keys: limt"):
-        DjangoSession("s", session_settings={"limt": 3})
+def test_session_settings_with_an_unknown_field_are_refused_in_the_sdks_words():
+    with pytest.raises(TypeError, match=r"^Unknown session settings: limt, size$"):
+        DjangoSession("s", session_settings={"size": 1, "limt": 3})
     with pytest.raises(ValueError, match="limit"):
         DjangoSession("s", session_settings={"limit": "many"})
+    with pytest.raises(TypeError, match="session_settings limit must be an int or None, not bool"):
+        DjangoSession("s", session_settings={"limit": True})
+
+
+def test_session_settings_are_checked_the_same_way_by_sdks_without_their_check(monkeypatch):
+    # openai-agents 0.8 has no coerce_session_settings: the same wording without it.
+    monkeypatch.setattr(session_module, "_sdk_coerce", None)
+    with pytest.raises(TypeError, match=r"^Unknown session settings: limt, size$"):
+        DjangoSession("s", session_settings={"size": 1, "limt": 3})
+    with pytest.raises(TypeError, match="session_settings limit must be an int or None, not bool"):
+        DjangoSession("s", session_settings={"limit": True})
+    assert DjangoSession("s", session_settings={"limit": 3}).session_settings.limit == 3
 
 
 def test_unknown_database_alias_is_refused():

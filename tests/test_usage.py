@@ -7,6 +7,7 @@ test); the oldest leg leaves this module out, the 0.22.3 leg that test.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from openai_django_sessions.compaction import CompactionSession
 from openai_django_sessions.models import AgentSession, AgentUsage
 from openai_django_sessions.usage import UsageTotals, atotals, session_annotations
 from tests.test_compaction import FakeClient, always
+from tests.test_concurrency import run_cancelled_while_locked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -205,3 +207,115 @@ async def test_totals_per_session_and_per_owner_are_one_query_each(
     assert listed == [("ada-1", 100), ("ada-2", 200), ("bob-1", 400)]
     owner_totals = await atotals(AgentUsage.objects.filter(session__owner=ada))
     assert (owner_totals.requests, owner_totals.input_tokens) == (2, 300)
+
+
+# -- runs that end without a last write ------------------------------------------------
+
+
+class Blocker:
+    """A tool that starts, says so, and waits: the run is cancelled while it runs."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+        @function_tool
+        async def wait_forever() -> str:
+            """Wait."""
+            self.started.set()
+            await asyncio.Event().wait()
+            return "never"
+
+        self.tool = wait_forever
+
+
+def cancelled_after_a_turn(blocker: Blocker) -> Agent:
+    """An agent whose first turn is stored, whose second model response is not."""
+    model = ScriptedModel(
+        [
+            *tool_turn(1, "c1")[:1],
+            ModelStep(output=[function_call("wait_forever", {}, call_id="c2")], usage=spent(2)),
+            ModelStep(output=[assistant_message("never")], usage=spent(3)),
+        ]
+    )
+    return Agent(name="cancelled", model=model, tools=[add, blocker.tool])
+
+
+def spent_totals(*ns: int) -> UsageTotals:
+    return UsageTotals(
+        requests=len(ns),
+        input_tokens=sum(100 * n for n in ns),
+        output_tokens=sum(10 * n for n in ns),
+        total_tokens=sum(110 * n for n in ns),
+        cached_tokens=sum(ns),
+        reasoning_tokens=sum(2 * n for n in ns),
+    )
+
+
+async def test_a_cancelled_run_task_records_its_usage_up_to_its_last_write():
+    blocker = Blocker()
+    session = DjangoSession("cancelled-task")
+    task = asyncio.create_task(Runner.run(cancelled_after_a_turn(blocker), "hi", session=session))
+    await blocker.started.wait()
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    # The first turn's request was recorded with its items; the second's items
+    # were never stored, and neither was its usage.
+    assert await session.aget_usage() == spent_totals(1)
+
+
+async def test_arecord_usage_records_what_a_cancelled_streamed_run_spent_after_its_last_write():
+    blocker = Blocker()
+    session = DjangoSession("cancelled-stream")
+    result = Runner.run_streamed(cancelled_after_a_turn(blocker), "hi", session=session)
+    events = asyncio.create_task(asyncio.wait_for(_drain(result), timeout=60))
+    await blocker.started.wait()
+
+    result.cancel()
+    await events
+    assert await session.aget_usage() == spent_totals(1)
+    assert reported(result) == spent_totals(1, 2)
+
+    await session.arecord_usage(result.context_wrapper)
+    assert await session.aget_usage() == reported(result)
+    await session.arecord_usage(result.context_wrapper)  # nothing is missing any more
+    await session.add_items([{"role": "user", "content": "next"}], wrapper=result.context_wrapper)
+    assert await session.aget_usage() == reported(result)
+    assert await AgentUsage.objects.acount() == 2
+
+
+async def _drain(result: Any) -> None:
+    async for _ in result.stream_events():
+        pass
+
+
+async def test_arecord_usage_records_nothing_for_a_run_whose_writes_recorded_everything():
+    session = DjangoSession("complete")
+    model = ScriptedModel(tool_turn(1, "c1"))
+    result = await Runner.run(Agent(name="a", model=model, tools=[add]), "hi", session=session)
+    rows = await AgentUsage.objects.acount()
+
+    await session.arecord_usage(result.context_wrapper)
+    await DjangoSession("never-saw-it").arecord_usage(result.context_wrapper)
+
+    assert await AgentUsage.objects.acount() == rows
+    assert await session.aget_usage() == reported(result)
+    assert not await AgentSession.objects.filter(session_id="never-saw-it").aexists()
+
+
+async def test_a_write_cancelled_while_it_runs_counts_its_usage_once():
+    session = DjangoSession("cancelled-write")
+    wrapper: RunContextWrapper[None] = RunContextWrapper(context=None)
+    await session.get_items(wrapper=wrapper)
+    await session.add_items([{"n": 0}])  # the row, without usage
+    wrapper.usage.add(spent(3))
+
+    await run_cancelled_while_locked(
+        "cancelled-write", lambda: session.add_items([{"n": 1}], wrapper=wrapper)
+    )
+    await session.add_items([{"n": 2}], wrapper=wrapper)
+
+    assert await session.aget_usage() == spent_totals(3)
+    assert await AgentUsage.objects.acount() == 1

@@ -46,6 +46,21 @@ async def test_members_own_their_conversations() -> None:
     assert listed == [("chat", "Hello there")]
 
 
+async def test_a_member_is_named_by_their_uuid_or_its_text_and_nothing_else() -> None:
+    ann = await Member.objects.acreate(email="ann@example.com")
+    await DjangoSession("chat", owner=ann).add_items([msg("Hello there")])
+
+    for key in (ann.pk, str(ann.pk), ann.pk.hex):
+        assert await DjangoSession("chat", owner=key).get_items() == [msg("Hello there")]
+    for value in (ann.pk.bytes, 1.5):
+        with pytest.raises(TypeError, match="or its primary key"):
+            DjangoSession("chat", owner=value)
+        with pytest.raises(TypeError, match="or its primary key"):
+            AgentSession.objects.owned_by(value)
+    with pytest.raises(ValueError, match=r"not a valid primary key of custom_user\.Member"):
+        DjangoSession("chat", owner=str(ann.pk)[:-1])
+
+
 async def test_deleting_a_member_deletes_their_conversations() -> None:
     ann = await Member.objects.acreate(email="ann@example.com")
     await DjangoSession("chat", owner=ann).add_items([msg("1"), msg("2")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 import socket
@@ -81,6 +82,9 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+_aliases = itertools.count()
+
+
 @pytest.fixture
 def private_alias(private_postgres, transactional_db) -> Iterator[Callable[..., str]]:
     """``private_alias(**options)``: a database alias on the private server, migrated.
@@ -94,7 +98,9 @@ def private_alias(private_postgres, transactional_db) -> Iterator[Callable[..., 
     made: list[str] = []
 
     def make(**options: object) -> str:
-        alias = f"private_{len(made)}"
+        # A name never used before in this process: worker threads keep the
+        # connections of earlier tests under their aliases, with their settings.
+        alias = f"private_{next(_aliases)}"
         with psycopg.connect(
             host="127.0.0.1", port=private_postgres.port, user="postgres", autocommit=True
         ) as admin:
@@ -105,12 +111,16 @@ def private_alias(private_postgres, transactional_db) -> Iterator[Callable[..., 
             "NAME": alias,
             "HOST": "127.0.0.1",
             "PORT": str(private_postgres.port),
-            "OPTIONS": options,
+            "OPTIONS": {},
         }
         made.append(alias)
         _allow_in_this_test(alias)
+        # Migrated without the test's options: a short idle_session_timeout would
+        # cut the migration off whenever a loaded machine pauses it.
         call_command("migrate", database=alias, verbosity=0)
         connections[alias].close()
+        del connections[alias]
+        connections.settings[alias]["OPTIONS"] = options
         return alias
 
     yield make

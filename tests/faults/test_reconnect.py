@@ -7,6 +7,8 @@ The server is a private instance (see ``conftest.private_postgres``), restarted 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -69,3 +71,34 @@ async def test_every_call_succeeds_after_a_server_restart_without_a_pool(
     await asyncio.to_thread(private_postgres.restart)
     await session.add_items([{"n": 1}])
     assert await session.get_items() == [{"n": 0}, {"n": 1}]
+
+
+async def directly(work: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``work`` in this context: every call on the test's own connection."""
+    return await work()
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+async def test_usage_details_and_fork_calls_succeed_after_a_server_restart(
+    private_postgres, private_alias, pooled
+):
+    # With the pool each call is a request of its own, handed a pooled connection;
+    # without, every call reuses the one connection the restart dropped.
+    options = {"pool": {"min_size": 4, "max_size": 4}} if pooled else {}
+    alias = await asyncio.to_thread(private_alias, **options)
+    session = DjangoSession("restarted", using=alias)
+    run = in_request if pooled else directly
+    await run(lambda: session.add_items([{"n": 0}]))
+    if pooled:
+        await warm(alias)
+    calls = {
+        "aget_usage": session.aget_usage,
+        "aget_details": session.aget_details,
+        "aupdate_details": lambda: session.aupdate_details(title="after"),
+        "afork": lambda: session.afork("forked"),
+    }
+    for name, call in calls.items():
+        await asyncio.to_thread(private_postgres.restart)
+        assert await run(call) is not None, name
+    assert (await session.aget_details()).title == "after"
+    assert await DjangoSession("forked", using=alias).get_items() == [{"n": 0}]
