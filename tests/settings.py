@@ -66,8 +66,8 @@ OTHER_VENDOR = "sqlite_source"
 if TEST_DB != "sqlite":
     DATABASES[OTHER_VENDOR] = {
         **_DATABASES["sqlite"],
-        "NAME": f"{NAME}_{OTHER_VENDOR}.sqlite3",
-        "TEST": {"NAME": f"test_{NAME}_{OTHER_VENDOR}.sqlite3"},
+        "NAME": f"{NAME}_{TEST_DB}_{OTHER_VENDOR}.sqlite3",
+        "TEST": {"NAME": f"test_{NAME}_{TEST_DB}_{OTHER_VENDOR}.sqlite3"},
     }
 SECRET_KEY = "tests-only"
 USE_TZ = True
