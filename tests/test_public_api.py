@@ -44,6 +44,7 @@ PUBLIC = {
         "sessions",
         "sessions_of",
     ],
+    "openai_django_sessions.turns": ["undo_since", "undone_on_failure"],
     "openai_django_sessions.admin": ["AgentSessionAdmin", "AgentSessionForm"],
     "openai_django_sessions.apps": ["OpenAIDjangoSessionsConfig"],
 }
