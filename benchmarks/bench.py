@@ -656,14 +656,23 @@ def django_database(db: str, workdir: Path) -> dict[str, Any]:
     }
 
 
-def setup_django(db: str, workdir: Path) -> str:
-    """Configure Django, migrate the app, and return the database server's version."""
+def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -> str:
+    """Configure Django, migrate the app, and return the database server's version.
+
+    ``prepare_threshold`` (PostgreSQL): the OPTIONS under which psycopg prepares a
+    statement once it has run that many times on a connection.
+    """
     import django
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
     recreate_server_database(db)
+    database = django_database(db, workdir)
+    if prepare_threshold is not None:
+        if db != "postgres":
+            raise SystemExit("--prepare-threshold applies to --db postgres only")
+        database["OPTIONS"] |= {"server_side_binding": True, "prepare_threshold": prepare_threshold}
     settings.configure(
         DEBUG=False,
         SECRET_KEY="benchmark",
@@ -673,7 +682,7 @@ def setup_django(db: str, workdir: Path) -> str:
             "django.contrib.contenttypes",
             "openai_django_sessions",
         ],
-        DATABASES={"default": django_database(db, workdir)},
+        DATABASES={"default": database},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )
     django.setup()
@@ -1009,7 +1018,10 @@ def report(
     render = render_markdown if args.markdown else render_text
     tables = [render(table_rows(contenders, results, cpu)) for cpu in (False, True)]
     body = "\n\n".join(tables)
-    title = f"{args.db}: median of {args.rounds} rounds{' (quick)' if args.quick else ''}"
+    prepared = (
+        "" if args.prepare_threshold is None else f", prepare_threshold={args.prepare_threshold}"
+    )
+    title = f"{args.db}{prepared}: median of {args.rounds} rounds{' (quick)' if args.quick else ''}"
     notes = [f"{c.name}: {c.error}" for c in contenders if c.error is not None]
     if args.markdown:
         head = f"**{title}** — {machine(server)}"
@@ -1073,6 +1085,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter rounds")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--prepare-threshold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PostgreSQL: Django's alias gets OPTIONS server_side_binding=True and "
+        "prepare_threshold=N (prepared statements)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 2 if args.quick else 7
@@ -1105,7 +1125,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ods-bench-") as tmp:
         workdir = Path(tmp)
-        server = setup_django(args.db, workdir)
+        server = setup_django(args.db, workdir, args.prepare_threshold)
         contenders, results = asyncio.run(benchmark(args, workdir))
         statements = statements_per_turn()
     print(report(args, contenders, results, server))
