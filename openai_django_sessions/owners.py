@@ -8,18 +8,21 @@ caller refuses the same things with the same messages, before any query runs.
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, router
 
 # What a primary key is given as: its text (from a URL, ``request.session``...),
 # an int or a UUID. Anything else (1.5, Decimal("1.9"), b"1") would be converted
 # by the key's field to some user's key: refused rather than guessed at.
 KEY_TYPES = (str, int, uuid.UUID)
+
+S = TypeVar("S")
 
 
 def owner_key(owner: object, what: str = "owner") -> Any:
@@ -66,13 +69,78 @@ def username_field() -> str:
     return str(get_user_model().USERNAME_FIELD)
 
 
+def users_database() -> str:
+    """The alias users are read from (``router.db_for_read`` of the user model).
+
+    With ``routers.ShardRouter`` the conversations are on the shards and the
+    users are not: every lookup of a user by name, and every owner's name shown,
+    reads this database, then filters conversations by ``owner_id``.
+    """
+    return str(router.db_for_read(get_user_model()))
+
+
+def keys_of(usernames: Iterable[str], chunk: int = 500) -> dict[str, Any]:
+    """``{username: primary key}`` of the users named (``USERNAME_FIELD``) in ``usernames``,
+    read from ``users_database()``; a name no user has is left out."""
+    users = get_user_model()._default_manager.db_manager(users_database())
+    name = username_field()
+    wanted = sorted(set(usernames))
+    found: dict[str, Any] = {}
+    for start in range(0, len(wanted), chunk):
+        rows = users.filter(**{f"{name}__in": wanted[start : start + chunk]})
+        found.update((str(username), pk) for username, pk in rows.values_list(name, "pk"))
+    return found
+
+
+def names_of(keys: Iterable[Any], chunk: int = 500) -> dict[Any, str]:
+    """``{primary key: USERNAME_FIELD value}`` of the users with these keys (``None``
+    skipped), read from ``users_database()`` in one query per ``chunk`` keys: how a
+    listing shows its owners whatever database its conversations are on."""
+    users = get_user_model()._default_manager.db_manager(users_database())
+    name = username_field()
+    wanted = list(dict.fromkeys(key for key in keys if key is not None))
+    found: dict[Any, str] = {}
+    for start in range(0, len(wanted), chunk):
+        rows = users.filter(pk__in=wanted[start : start + chunk]).values_list("pk", name)
+        found.update((pk, str(username)) for pk, username in rows)
+    return found
+
+
+def keys_containing(text: str) -> list[Any]:
+    """Keys of the users whose ``USERNAME_FIELD`` contains ``text`` (``icontains``, as
+    the admin's search matches), read from ``users_database()``."""
+    users = get_user_model()._default_manager.db_manager(users_database())
+    matching = users.filter(**{f"{username_field()}__icontains": text})
+    return list(matching.values_list("pk", flat=True))
+
+
 def username_of(user: models.Model | None) -> str | None:
     """``user``'s ``USERNAME_FIELD`` value; ``None`` for no user."""
     return None if user is None else str(getattr(user, username_field()))
 
 
-def user_exists(username: str, aliases: Sequence[str]) -> bool:
-    """Whether a user with this ``USERNAME_FIELD`` value is on one of ``aliases``."""
-    users = get_user_model()._default_manager
-    name = username_field()
-    return any(users.db_manager(a).filter(**{name: username}).exists() for a in aliases)
+def user_exists(username: str) -> bool:
+    """Whether a user with this ``USERNAME_FIELD`` value is on ``users_database()``."""
+    return bool(keys_of([username]))
+
+
+def with_names(sessions: Iterable[S], chunk: int = 500) -> Iterator[tuple[S, str | None]]:
+    """Each of ``sessions`` with its owner's ``USERNAME_FIELD`` value (``None``: no owner).
+
+    An owner selected with its session (``select_related``, on the users'
+    database) is read from it; the others are read from ``users_database()``
+    in one query per ``chunk`` sessions, never through the session's own
+    database, which (a shard) holds no users.
+    """
+    rows = iter(sessions)
+    while batch := list(itertools.islice(rows, chunk)):
+        seen: list[Any] = batch
+        cached = {id(s): username_of(s.owner) for s in seen if _owner_cached(s)}
+        names = names_of(s.owner_id for s in seen if id(s) not in cached)
+        for session, shown in zip(batch, seen, strict=True):
+            key = id(shown)
+            yield session, cached[key] if key in cached else names.get(shown.owner_id)
+
+
+def _owner_cached(session: Any) -> bool:
+    return session.owner_id is None or type(session).owner.is_cached(session)

@@ -46,7 +46,6 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
@@ -191,9 +190,9 @@ def export_sessions(
         raise TransferError(
             f"No session {_quote_list(missing)} in database {where}; nothing was exported."
         )
-    if owner is not None and not owners.user_exists(owner, [alias for alias, _ in plan]):
-        where = _quote_list([alias for alias, _ in plan])
-        raise TransferError(f"No user {owner!r} in database {where}; nothing was exported.")
+    if owner is not None and not owners.user_exists(owner):
+        where = owners.users_database()
+        raise TransferError(f"No user {owner!r} in database {where!r}; nothing was exported.")
     result = TransferResult()
     for alias, wanted in plan:
         queryset = AgentSession.objects.using(alias).all()
@@ -201,9 +200,10 @@ def export_sessions(
             queryset = queryset.filter(session_id__in=wanted)
         if owner is not None:
             queryset = queryset.owned_by_username(owner)
+        names = _owner_names(alias, queryset, batch_size)
         for session_pk in _pks_in_batches(queryset, batch_size):
             with transactions.snapshot(alias):
-                written = _export_session(stream, alias, session_pk, batch_size)
+                written = _export_session(stream, alias, session_pk, batch_size, names)
             if written is None:  # deleted since it was listed
                 continue
             result.sessions += 1
@@ -213,14 +213,34 @@ def export_sessions(
     return result
 
 
-def _export_session(stream: TextSink, using: str, session_pk: int, batch_size: int) -> int | None:
-    """Write one session's line; how many items it had (``None``: the session is gone)."""
-    session = AgentSession.objects.using(using).select_related("owner").filter(pk=session_pk)
+def _owner_names(using: str, queryset: models.QuerySet[AgentSession], chunk: int) -> dict[Any, str]:
+    """The owners' names of ``queryset``'s sessions, read in batches from the users'
+    database; none where the users are on ``using`` (they are selected with each session)."""
+    if using == owners.users_database():
+        return {}
+    keys = queryset.order_by().exclude(owner=None).values_list("owner_id", flat=True).distinct()
+    return owners.names_of(keys, chunk)
+
+
+def _export_session(
+    stream: TextSink, using: str, session_pk: int, batch_size: int, names: dict[Any, str]
+) -> int | None:
+    """Write one session's line; how many items it had (``None``: the session is gone).
+
+    ``names``: owners' names read beforehand (``_owner_names``); an owner not
+    among them is read with the session or, on another database, on its own.
+    """
+    session = AgentSession.objects.using(using).filter(pk=session_pk)
+    if using == owners.users_database():
+        session = session.select_related("owner")
     found = session.first()
     if found is None:
         return None
     head = {f.attname: _to_json(getattr(found, f.attname)) for f in session_fields()}
-    head["owner"] = owners.username_of(found.owner)
+    if found.owner_id in names:
+        head["owner"] = names[found.owner_id]
+    else:
+        [(_, head["owner"])] = owners.with_names([found])
     # The record is written in pieces, rows as they are read: "]}" closes it.
     stream.write(_dumps(head)[:-1] + ',"items":[')
     items = 0
@@ -579,7 +599,8 @@ def import_sessions(
     ``"replace"`` deletes the stored session first (in the same transaction),
     ``"skip"`` leaves it as it is.
 
-    Owners are looked up on ``using`` by the user model's ``USERNAME_FIELD``.
+    Owners are looked up by the user model's ``USERNAME_FIELD`` on the users'
+    database (``owners.users_database()``), wherever the sessions go.
     ``missing_owners`` says what happens to a session whose owner is not found:
     ``"refuse"`` raises ``MissingOwnersError`` naming them before writing
     anything, ``"drop"`` imports those sessions without owner.
@@ -590,7 +611,7 @@ def import_sessions(
 
     first_seen: dict[str, str] = {}
     targets: dict[str, list[str]] = {}
-    usernames: dict[str, set[str]] = {}  # by the database the sessions go to
+    usernames: set[str] = set()
     problems: list[str] = []
     for entry in read():
         record = entry.record
@@ -599,7 +620,7 @@ def import_sessions(
             continue
         alias = place(record.session_id)
         if record.owner is not None:
-            usernames.setdefault(alias, set()).add(record.owner)
+            usernames.add(record.owner)
         try:
             check_items([item.data for item in record.items], using=alias)
         except (TypeError, ValueError) as exc:
@@ -620,14 +641,12 @@ def import_sessions(
             + "\n".join(shown)
             + (f"\n…and {more} more." if more else "")
         )
-    owner_keys = {alias: _owner_keys(alias, sorted(names)) for alias, names in usernames.items()}
-    missing = sorted(
-        {name for alias, names in usernames.items() for name in names - set(owner_keys[alias])}
-    )
+    owner_keys = owners.keys_of(usernames)
+    missing = sorted(usernames - set(owner_keys))
     if missing and missing_owners == "refuse":
         raise MissingOwnersError(
             f"Nothing was imported: {len(missing)} owner(s) are not users in database "
-            f"{_quote_list(sorted(usernames))}: {_quote_list(missing)}.",
+            f"{owners.users_database()!r}: {_quote_list(missing)}.",
             missing,
         )
     present = {sid for alias, ids in targets.items() for sid in _present(alias, ids)}
@@ -654,7 +673,7 @@ def import_sessions(
                     record,
                     existing == "replace",
                     batch_size,
-                    None if record.owner is None else owner_keys[alias].get(record.owner),
+                    None if record.owner is None else owner_keys.get(record.owner),
                 ),
             )
         except IntegrityError as exc:
@@ -706,17 +725,6 @@ def _write(
 
 def _present_now(using: str, session_id: str) -> bool:
     return AgentSession.objects.using(using).filter(session_id=session_id).exists()
-
-
-def _owner_keys(using: str, usernames: list[str], chunk: int = 500) -> dict[str, Any]:
-    """``{username: primary key}`` of the users of ``using`` named in ``usernames``."""
-    users = get_user_model()._default_manager.db_manager(using)
-    name = owners.username_field()
-    found: dict[str, Any] = {}
-    for start in range(0, len(usernames), chunk):
-        rows = users.filter(**{f"{name}__in": usernames[start : start + chunk]})
-        found.update((str(username), pk) for username, pk in rows.values_list(name, "pk"))
-    return found
 
 
 def _present(using: str, session_ids: list[str], chunk: int = 500) -> Iterator[str]:

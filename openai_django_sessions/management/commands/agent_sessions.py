@@ -254,7 +254,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         if owner is not None:
-            _require_user(owner, aliases)
+            _require_user(owner)
         rows = maintenance.sessions_of(
             aliases, inactive_for=inactive_for, search=search, owner=owner
         )
@@ -267,18 +267,18 @@ class Command(BaseCommand):
             self._write_json_array(
                 {
                     "session_id": s.session_id,
-                    "owner": owners.username_of(s.owner),
+                    "owner": owner,
                     "title": s.title,
                     "messages": s.message_count,
                     "usage": {name: getattr(s, f"usage_{name}") for name in usage.COUNTERS},
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
                 }
-                for s in rows
+                for s, owner in owners.with_names(rows)
             )
             return
         count = 0
-        for session in rows:
+        for session, owner in owners.with_names(rows):
             if not count:
                 self.stdout.write(
                     f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'TOKENS':>10}  {'CREATED':<23}  "
@@ -288,7 +288,7 @@ class Command(BaseCommand):
                 f"{session.session_id:<36}  {session.message_count:>8}  "
                 f"{session.usage_total_tokens:>10,}  "
                 f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
-                f"{owners.username_of(session.owner) or '-':<20}  {session.title}".rstrip()
+                f"{owner or '-':<20}  {session.title}".rstrip()
             )
             count += 1
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
@@ -303,7 +303,9 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         [alias] = aliases
-        rows_of = AgentSession.objects.using(alias).select_related("owner")
+        rows_of = AgentSession.objects.using(alias)
+        if alias == owners.users_database():
+            rows_of = rows_of.select_related("owner")
         session = rows_of.filter(session_id=session_id).first()
         if session is None:
             raise CommandError(f"No session {session_id!r} in database {alias!r}.")
@@ -320,7 +322,8 @@ class Command(BaseCommand):
             f"Session {session.session_id!r}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
-        self.stdout.write(f"Owner: {owners.username_of(session.owner) or '(none)'}")
+        [(_, owner)] = owners.with_names([session])
+        self.stdout.write(f"Owner: {owner or '(none)'}")
         self.stdout.write(f"Title: {session.title or '(none)'}")
         metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
         self.stdout.write(f"Metadata: {metadata}")
@@ -344,7 +347,7 @@ class Command(BaseCommand):
         if owner is not None:
             if chosen is not None:
                 raise CommandError("Name sessions or pass --owner, not both.")
-            _require_user(owner, aliases)
+            _require_user(owner)
         alias = options["database"]  # None: every database, each session where it lives
         total = transfer.count_sessions(alias, chosen, owner=owner)
         progress = self._progress(total, options["verbosity"])
@@ -522,7 +525,7 @@ class Command(BaseCommand):
             )
 
     def handle_erase(self, aliases: list[str], *, owner: str, **options: Any) -> None:
-        _require_user(owner, aliases)
+        _require_user(owner)
         result = maintenance.erase_owner(owner, using=options["database"])
         if options["verbosity"] >= 1:
             self.stdout.write(
@@ -713,9 +716,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _require_user(username: str, aliases: list[str]) -> None:
-    if not owners.user_exists(username, aliases):
-        raise CommandError(f"No user {username!r} in database {_quote(aliases)}.")
+def _require_user(username: str) -> None:
+    if not owners.user_exists(username):
+        raise CommandError(f"No user {username!r} in database {owners.users_database()!r}.")
 
 
 def _text_argument(label: str, value: str) -> None:
