@@ -250,7 +250,8 @@ class AgentSessionAdmin(admin.ModelAdmin):
         if term:
             results = results | queryset.filter(session_id_contains(term))
             if not _users_here(queryset.db):  # no join to the users: their keys, read first
-                results = results | queryset.filter(owner_id__in=owners.keys_containing(term))
+                matching = owners.keys_containing(term, owners.users_database(queryset.db))
+                results = results | queryset.filter(owner_id__in=matching)
         return results, may_have_duplicates
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -409,7 +410,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
 
 def _users_here(alias: str) -> bool:
     """Whether the users are on ``alias``, so that queries there may join them."""
-    return alias == owners.users_database()
+    return alias == owners.users_database(alias)
 
 
 def _message_count(session: AgentSession) -> int:

@@ -97,10 +97,10 @@ def sessions(
     ``owner`` those of the user with that ``USERNAME_FIELD`` value;
     ``expired`` those whose retention ran out (see ``retention``). Owners are
     selected with the sessions where the users are on ``using`` (else see
-    ``owners.names_of``).
+    ``owners.with_names``).
     """
     queryset = AgentSession.objects.using(using).with_counts()
-    if using == owners.users_database():
+    if using == owners.users_database(using):
         queryset = queryset.select_related("owner")
     if owner is not None:
         queryset = queryset.owned_by_username(owner)

@@ -106,15 +106,16 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         """The sessions of the user whose ``USERNAME_FIELD`` is ``username``: how
         ``agent_sessions`` names owners.
 
-        The user is read from ``owners.users_database()``: where the sessions
+        The user is read from ``owners.users_database``: where the sessions
         are on that database, in the same query (a join); elsewhere (a shard),
         by a query there first, the sessions then filtered by ``owner_id``.
         """
         from .owners import keys_of, username_field, users_database
 
-        if self.db == users_database():
+        users = users_database(self.db)
+        if self.db == users:
             return self.filter(**{f"owner__{username_field()}": username})
-        return self.filter(owner_id__in=list(keys_of([username]).values()))
+        return self.filter(owner_id__in=list(keys_of([username], users).values()))
 
     def with_counts(self) -> Self:
         """Annotate each session with ``message_count`` and its usage totals

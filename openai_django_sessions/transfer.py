@@ -190,9 +190,10 @@ def export_sessions(
         raise TransferError(
             f"No session {_quote_list(missing)} in database {where}; nothing was exported."
         )
-    if owner is not None and not owners.user_exists(owner):
-        where = owners.users_database()
-        raise TransferError(f"No user {owner!r} in database {where!r}; nothing was exported.")
+    aliases = [alias for alias, _ in plan]
+    if owner is not None and not owners.user_exists(owner, aliases):
+        where = _quote_list(owners.users_databases(aliases))
+        raise TransferError(f"No user {owner!r} in database {where}; nothing was exported.")
     result = TransferResult()
     for alias, wanted in plan:
         queryset = AgentSession.objects.using(alias).all()
@@ -216,10 +217,11 @@ def export_sessions(
 def _owner_names(using: str, queryset: models.QuerySet[AgentSession], chunk: int) -> dict[Any, str]:
     """The owners' names of ``queryset``'s sessions, read in batches from the users'
     database; none where the users are on ``using`` (they are selected with each session)."""
-    if using == owners.users_database():
+    users = owners.users_database(using)
+    if using == users:
         return {}
     keys = queryset.order_by().exclude(owner=None).values_list("owner_id", flat=True).distinct()
-    return owners.names_of(keys, chunk)
+    return owners.names_of(keys, users, chunk)
 
 
 def _export_session(
@@ -231,7 +233,7 @@ def _export_session(
     among them is read with the session or, on another database, on its own.
     """
     session = AgentSession.objects.using(using).filter(pk=session_pk)
-    if using == owners.users_database():
+    if using == owners.users_database(using):
         session = session.select_related("owner")
     found = session.first()
     if found is None:
@@ -600,7 +602,7 @@ def import_sessions(
     ``"skip"`` leaves it as it is.
 
     Owners are looked up by the user model's ``USERNAME_FIELD`` on the users'
-    database (``owners.users_database()``), wherever the sessions go.
+    database of where each session goes (``owners.users_database``: not a shard).
     ``missing_owners`` says what happens to a session whose owner is not found:
     ``"refuse"`` raises ``MissingOwnersError`` naming them before writing
     anything, ``"drop"`` imports those sessions without owner.
@@ -611,7 +613,7 @@ def import_sessions(
 
     first_seen: dict[str, str] = {}
     targets: dict[str, list[str]] = {}
-    usernames: set[str] = set()
+    usernames: dict[str, set[str]] = {}  # by the database their users are read from
     problems: list[str] = []
     for entry in read():
         record = entry.record
@@ -620,7 +622,7 @@ def import_sessions(
             continue
         alias = place(record.session_id)
         if record.owner is not None:
-            usernames.add(record.owner)
+            usernames.setdefault(owners.users_database(alias), set()).add(record.owner)
         try:
             check_items([item.data for item in record.items], using=alias)
         except (TypeError, ValueError) as exc:
@@ -641,12 +643,14 @@ def import_sessions(
             + "\n".join(shown)
             + (f"\n…and {more} more." if more else "")
         )
-    owner_keys = owners.keys_of(usernames)
-    missing = sorted(usernames - set(owner_keys))
+    owner_keys = {users: owners.keys_of(names, users) for users, names in usernames.items()}
+    missing = sorted(
+        {name for users, names in usernames.items() for name in names - set(owner_keys[users])}
+    )
     if missing and missing_owners == "refuse":
         raise MissingOwnersError(
             f"Nothing was imported: {len(missing)} owner(s) are not users in database "
-            f"{owners.users_database()!r}: {_quote_list(missing)}.",
+            f"{_quote_list(sorted(usernames))}: {_quote_list(missing)}.",
             missing,
         )
     present = {sid for alias, ids in targets.items() for sid in _present(alias, ids)}
@@ -664,6 +668,7 @@ def import_sessions(
             result.skipped += 1
             continue
         alias = place(record.session_id)
+        known = owner_keys.get(owners.users_database(alias), {})
         try:
             replaced = transactions.run(
                 alias,
@@ -673,7 +678,7 @@ def import_sessions(
                     record,
                     existing == "replace",
                     batch_size,
-                    None if record.owner is None else owner_keys.get(record.owner),
+                    None if record.owner is None else known.get(record.owner),
                 ),
             )
         except IntegrityError as exc:

@@ -21,6 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models.signals import pre_delete
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from openai_django_sessions import DjangoSession
@@ -367,3 +368,15 @@ def test_the_admin_shows_filters_and_searches_owners_of_conversations_on_shards(
     assert [s.session_id for s in searched.context["cl"].result_list] == [mine[1]]
     assert change.status_code == 200
     assert ">alice<" in change.content.decode()
+
+
+@_on_shards
+def test_a_listing_over_shards_reads_its_owners_names_in_one_query(alice, bob):
+    alice_and_bob_on_every_shard(alice, bob)
+    users_table = get_user_model()._meta.db_table
+
+    with no_session_tables_on_default(), CaptureQueriesContext(connections["default"]) as read:
+        listed = json.loads(command("list", "--json"))
+
+    assert len(listed) == 6
+    assert len([q for q in read.captured_queries if users_table in q["sql"]]) == 1

@@ -254,7 +254,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         if owner is not None:
-            _require_user(owner)
+            _require_user(owner, aliases)
         rows = maintenance.sessions_of(
             aliases, inactive_for=inactive_for, search=search, owner=owner
         )
@@ -304,7 +304,7 @@ class Command(BaseCommand):
     ) -> None:
         [alias] = aliases
         rows_of = AgentSession.objects.using(alias)
-        if alias == owners.users_database():
+        if alias == owners.users_database(alias):
             rows_of = rows_of.select_related("owner")
         session = rows_of.filter(session_id=session_id).first()
         if session is None:
@@ -347,7 +347,7 @@ class Command(BaseCommand):
         if owner is not None:
             if chosen is not None:
                 raise CommandError("Name sessions or pass --owner, not both.")
-            _require_user(owner)
+            _require_user(owner, aliases)
         alias = options["database"]  # None: every database, each session where it lives
         total = transfer.count_sessions(alias, chosen, owner=owner)
         progress = self._progress(total, options["verbosity"])
@@ -525,7 +525,7 @@ class Command(BaseCommand):
             )
 
     def handle_erase(self, aliases: list[str], *, owner: str, **options: Any) -> None:
-        _require_user(owner)
+        _require_user(owner, aliases)
         result = maintenance.erase_owner(owner, using=options["database"])
         if options["verbosity"] >= 1:
             self.stdout.write(
@@ -716,9 +716,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _require_user(username: str) -> None:
-    if not owners.user_exists(username):
-        raise CommandError(f"No user {username!r} in database {owners.users_database()!r}.")
+def _require_user(username: str, aliases: list[str]) -> None:
+    if not owners.user_exists(username, aliases):
+        where = _quote(owners.users_databases(aliases))
+        raise CommandError(f"No user {username!r} in database {where}.")
 
 
 def _text_argument(label: str, value: str) -> None:
