@@ -80,6 +80,12 @@ class SessionChangeList(ChangeList):
         if self.date_hierarchy and not local_dates_supported(self.queryset.db):
             self.date_hierarchy = None
 
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # The page's owners in one query on the users' database (see owners.with_names).
+        for session, name in owners.with_names(self.result_list):
+            setattr(session, OWNER_NAME, name)
+
 
 class LastActivityFilter(admin.DateFieldListFilter):
     """Django's date filter on ``updated_at``, under the name the changelist uses for it."""
@@ -90,6 +96,8 @@ class LastActivityFilter(admin.DateFieldListFilter):
 
 
 DATABASE_PARAMETER = "database"
+# The attribute of a listed session holding its owner's name (SessionChangeList).
+OWNER_NAME = "_owner_name"
 
 
 def shown_database(request: HttpRequest) -> str:
@@ -201,19 +209,18 @@ class AgentSessionAdmin(admin.ModelAdmin):
         "session_id",
         "title",
         "fork",
-        "owner",
+        "owner_name",
         "message_count",
         "tokens",
         "last_activity",
     )
-    list_select_related = ("owner",)
     list_filter = (DatabaseFilter, ("owner", OwnerFilter), ("updated_at", LastActivityFilter))
     date_hierarchy = "updated_at"
     ordering = ("-updated_at",)
     list_per_page = 100
     fields = (
         "session_id",
-        "owner",
+        "owner_name",
         "title",
         "metadata",
         "message_count",
@@ -223,7 +230,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
     )
     readonly_fields = (
         "session_id",
-        "owner",
+        "owner_name",
         "message_count",
         "usage",
         "created_at",
@@ -242,6 +249,9 @@ class AgentSessionAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if term:
             results = results | queryset.filter(session_id_contains(term))
+            if not _users_here(queryset.db):  # no join to the users: their keys, read first
+                matching = owners.keys_containing(term, owners.users_database(queryset.db))
+                results = results | queryset.filter(owner_id__in=matching)
         return results, may_have_duplicates
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -260,7 +270,12 @@ class AgentSessionAdmin(admin.ModelAdmin):
         # The owner by the name users sign in with, whatever the user model. The
         # id is searched by get_search_results: icontains follows the column's
         # collation on MySQL/MariaDB, which is binary.
+        if not _users_here(shown_database(request)):
+            return ("title",)  # the owner: see get_search_results
         return ("title", f"owner__{owners.username_field()}")
+
+    def get_list_select_related(self, request: HttpRequest) -> tuple[str, ...]:
+        return ("owner",) if _users_here(shown_database(request)) else ()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
         # One query for the whole changelist page: counts, usage totals and owners.
@@ -274,6 +289,14 @@ class AgentSessionAdmin(admin.ModelAdmin):
         if changed:
             rows = AgentSession.objects.using(obj._state.db).filter(pk=obj.pk)
             rows.update(**changed)
+
+    @admin.display(description=_("owner"), ordering="owner")
+    def owner_name(self, obj: AgentSession) -> str | None:
+        """The owner's ``USERNAME_FIELD`` value, read from the users' database."""
+        if not hasattr(obj, OWNER_NAME):
+            [(_, name)] = owners.with_names([obj])
+            setattr(obj, OWNER_NAME, name)
+        return getattr(obj, OWNER_NAME)  # type: ignore[no-any-return]
 
     @admin.display(description=_("fork"), boolean=True, ordering="forked_from")
     def fork(self, obj: AgentSession) -> bool:
@@ -383,6 +406,11 @@ class AgentSessionAdmin(admin.ModelAdmin):
             "conversation_rows": rows,
             "conversation_page_range": paginator.get_elided_page_range(page.number),
         }
+
+
+def _users_here(alias: str) -> bool:
+    """Whether the users are on ``alias``, so that queries there may join them."""
+    return alias == owners.users_database(alias)
 
 
 def _message_count(session: AgentSession) -> int:

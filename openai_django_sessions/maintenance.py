@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import retention, routing, signals, transactions
+from . import owners, retention, routing, signals, transactions
 from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:
@@ -96,9 +96,12 @@ def sessions(
     ``search`` those whose id contains the text (see ``models.session_id_contains``);
     ``owner`` those of the user with that ``USERNAME_FIELD`` value;
     ``expired`` those whose retention ran out (see ``retention``). Owners are
-    selected with the sessions.
+    selected with the sessions where the users are on ``using`` (else see
+    ``owners.with_names``).
     """
-    queryset = AgentSession.objects.using(using).select_related("owner").with_counts()
+    queryset = AgentSession.objects.using(using).with_counts()
+    if using == owners.users_database(using):
+        queryset = queryset.select_related("owner")
     if owner is not None:
         queryset = queryset.owned_by_username(owner)
     if inactive_for is not None:

@@ -103,11 +103,19 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         return self.filter(owner_id=owner_key(owner))
 
     def owned_by_username(self, username: str) -> Self:
-        """The sessions of the user whose ``USERNAME_FIELD`` is ``username`` (on this
-        queryset's database): how ``agent_sessions`` names owners."""
-        from .owners import username_field
+        """The sessions of the user whose ``USERNAME_FIELD`` is ``username``: how
+        ``agent_sessions`` names owners.
 
-        return self.filter(**{f"owner__{username_field()}": username})
+        The user is read from ``owners.users_database``: where the sessions
+        are on that database, in the same query (a join); elsewhere (a shard),
+        by a query there first, the sessions then filtered by ``owner_id``.
+        """
+        from .owners import keys_of, username_field, users_database
+
+        users = users_database(self.db)
+        if self.db == users:
+            return self.filter(**{f"owner__{username_field()}": username})
+        return self.filter(owner_id__in=list(keys_of([username], users).values()))
 
     def with_counts(self) -> Self:
         """Annotate each session with ``message_count`` and its usage totals

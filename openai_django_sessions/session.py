@@ -6,7 +6,7 @@ import collections
 import dataclasses
 import datetime
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,26 @@ def _check_limit(limit: object, what: str) -> int | None:
 def _fingerprint(item: Any) -> str:
     """Equal for equal JSON items, whatever the order of their keys."""
     return json.dumps(item, sort_keys=True, separators=(",", ":"))
+
+
+def _refuse_encrypted_duplicates(items: Sequence[Any]) -> None:
+    """Refuse the SDK's ``EncryptedSession`` envelopes under ``skip_duplicate_items``.
+
+    Every envelope of one item is sealed afresh (a new nonce), so no two are
+    equal and a repeated item would be stored twice, silently: refused instead.
+    The keys are those ``agents.extensions.memory.encrypt_session`` writes.
+    """
+    for item in items:
+        if (
+            isinstance(item, dict)
+            and item.get("__enc__") == 1
+            and {"v", "kid", "payload"} <= item.keys()
+        ):
+            raise ValueError(
+                "skip_duplicate_items=True cannot be used under EncryptedSession: every "
+                "encrypted envelope differs, so a repeated item would be stored again; "
+                "build the DjangoSession without skip_duplicate_items"
+            )
 
 
 class DjangoSession(SessionABC):
@@ -549,6 +569,7 @@ class DjangoSession(SessionABC):
         checked = check_items(items, using=store.alias)
         fingerprints: list[str] = []
         if self.skip_duplicate_items:
+            _refuse_encrypted_duplicates(checked)
             fingerprints = [_fingerprint(item) for item in checked]
             kept = [i for i, print_ in enumerate(fingerprints) if not self._stored[print_]]
             fingerprints = [fingerprints[i] for i in kept]

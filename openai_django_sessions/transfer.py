@@ -46,7 +46,6 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
@@ -191,8 +190,9 @@ def export_sessions(
         raise TransferError(
             f"No session {_quote_list(missing)} in database {where}; nothing was exported."
         )
-    if owner is not None and not owners.user_exists(owner, [alias for alias, _ in plan]):
-        where = _quote_list([alias for alias, _ in plan])
+    aliases = [alias for alias, _ in plan]
+    if owner is not None and not owners.user_exists(owner, aliases):
+        where = _quote_list(owners.users_databases(aliases))
         raise TransferError(f"No user {owner!r} in database {where}; nothing was exported.")
     result = TransferResult()
     for alias, wanted in plan:
@@ -201,9 +201,10 @@ def export_sessions(
             queryset = queryset.filter(session_id__in=wanted)
         if owner is not None:
             queryset = queryset.owned_by_username(owner)
+        names = _owner_names(alias, queryset, batch_size)
         for session_pk in _pks_in_batches(queryset, batch_size):
             with transactions.snapshot(alias):
-                written = _export_session(stream, alias, session_pk, batch_size)
+                written = _export_session(stream, alias, session_pk, batch_size, names)
             if written is None:  # deleted since it was listed
                 continue
             result.sessions += 1
@@ -213,14 +214,35 @@ def export_sessions(
     return result
 
 
-def _export_session(stream: TextSink, using: str, session_pk: int, batch_size: int) -> int | None:
-    """Write one session's line; how many items it had (``None``: the session is gone)."""
-    session = AgentSession.objects.using(using).select_related("owner").filter(pk=session_pk)
+def _owner_names(using: str, queryset: models.QuerySet[AgentSession], chunk: int) -> dict[Any, str]:
+    """The owners' names of ``queryset``'s sessions, read in batches from the users'
+    database; none where the users are on ``using`` (they are selected with each session)."""
+    users = owners.users_database(using)
+    if using == users:
+        return {}
+    keys = queryset.order_by().exclude(owner=None).values_list("owner_id", flat=True).distinct()
+    return owners.names_of(keys, users, chunk)
+
+
+def _export_session(
+    stream: TextSink, using: str, session_pk: int, batch_size: int, names: dict[Any, str]
+) -> int | None:
+    """Write one session's line; how many items it had (``None``: the session is gone).
+
+    ``names``: owners' names read beforehand (``_owner_names``); an owner not
+    among them is read with the session or, on another database, on its own.
+    """
+    session = AgentSession.objects.using(using).filter(pk=session_pk)
+    if using == owners.users_database(using):
+        session = session.select_related("owner")
     found = session.first()
     if found is None:
         return None
     head = {f.attname: _to_json(getattr(found, f.attname)) for f in session_fields()}
-    head["owner"] = owners.username_of(found.owner)
+    if found.owner_id in names:
+        head["owner"] = names[found.owner_id]
+    else:
+        [(_, head["owner"])] = owners.with_names([found])
     # The record is written in pieces, rows as they are read: "]}" closes it.
     stream.write(_dumps(head)[:-1] + ',"items":[')
     items = 0
@@ -579,7 +601,8 @@ def import_sessions(
     ``"replace"`` deletes the stored session first (in the same transaction),
     ``"skip"`` leaves it as it is.
 
-    Owners are looked up on ``using`` by the user model's ``USERNAME_FIELD``.
+    Owners are looked up by the user model's ``USERNAME_FIELD`` on the users'
+    database of where each session goes (``owners.users_database``: not a shard).
     ``missing_owners`` says what happens to a session whose owner is not found:
     ``"refuse"`` raises ``MissingOwnersError`` naming them before writing
     anything, ``"drop"`` imports those sessions without owner.
@@ -590,7 +613,7 @@ def import_sessions(
 
     first_seen: dict[str, str] = {}
     targets: dict[str, list[str]] = {}
-    usernames: dict[str, set[str]] = {}  # by the database the sessions go to
+    usernames: dict[str, set[str]] = {}  # by the database their users are read from
     problems: list[str] = []
     for entry in read():
         record = entry.record
@@ -599,7 +622,7 @@ def import_sessions(
             continue
         alias = place(record.session_id)
         if record.owner is not None:
-            usernames.setdefault(alias, set()).add(record.owner)
+            usernames.setdefault(owners.users_database(alias), set()).add(record.owner)
         try:
             check_items([item.data for item in record.items], using=alias)
         except (TypeError, ValueError) as exc:
@@ -620,9 +643,9 @@ def import_sessions(
             + "\n".join(shown)
             + (f"\n…and {more} more." if more else "")
         )
-    owner_keys = {alias: _owner_keys(alias, sorted(names)) for alias, names in usernames.items()}
+    owner_keys = {users: owners.keys_of(names, users) for users, names in usernames.items()}
     missing = sorted(
-        {name for alias, names in usernames.items() for name in names - set(owner_keys[alias])}
+        {name for users, names in usernames.items() for name in names - set(owner_keys[users])}
     )
     if missing and missing_owners == "refuse":
         raise MissingOwnersError(
@@ -645,6 +668,7 @@ def import_sessions(
             result.skipped += 1
             continue
         alias = place(record.session_id)
+        known = owner_keys.get(owners.users_database(alias), {})
         try:
             replaced = transactions.run(
                 alias,
@@ -654,7 +678,7 @@ def import_sessions(
                     record,
                     existing == "replace",
                     batch_size,
-                    None if record.owner is None else owner_keys[alias].get(record.owner),
+                    None if record.owner is None else known.get(record.owner),
                 ),
             )
         except IntegrityError as exc:
@@ -706,17 +730,6 @@ def _write(
 
 def _present_now(using: str, session_id: str) -> bool:
     return AgentSession.objects.using(using).filter(session_id=session_id).exists()
-
-
-def _owner_keys(using: str, usernames: list[str], chunk: int = 500) -> dict[str, Any]:
-    """``{username: primary key}`` of the users of ``using`` named in ``usernames``."""
-    users = get_user_model()._default_manager.db_manager(using)
-    name = owners.username_field()
-    found: dict[str, Any] = {}
-    for start in range(0, len(usernames), chunk):
-        rows = users.filter(**{f"{name}__in": usernames[start : start + chunk]})
-        found.update((str(username), pk) for username, pk in rows.values_list(name, "pk"))
-    return found
 
 
 def _present(using: str, session_ids: list[str], chunk: int = 500) -> Iterator[str]:

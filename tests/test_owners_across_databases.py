@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models.signals import pre_delete
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from openai_django_sessions import DjangoSession
@@ -238,3 +240,143 @@ def test_a_shard_that_kept_the_owner_constraint_is_E009_until_migrated_again():
     finally:
         call_command("migrate", "openai_django_sessions", database=SHARDS[0], **quiet)
     assert errors() == []
+
+
+# -- ShardRouter: users looked up by name on default, never on the shards ------------------
+
+
+def command(*args: str) -> str:
+    out = io.StringIO()
+    call_command("agent_sessions", *args, stdout=out)
+    return out.getvalue()
+
+
+def alice_and_bob_on_every_shard(alice: Any, bob: Any) -> tuple[list[str], list[str]]:
+    """Two conversations per shard, alice's and bob's; their ids."""
+    mine, theirs = ids_on_every_shard("alice"), ids_on_every_shard("bob")
+    for session_id in mine:
+        write(session_id, alice)
+    for session_id in theirs:
+        write(session_id, bob)
+    return mine, theirs
+
+
+@_on_shards
+def test_sessions_owned_by_a_username_are_found_on_every_shard(alice, bob):
+    mine, _ = alice_and_bob_on_every_shard(alice, bob)
+
+    with no_session_tables_on_default():
+        found = {
+            alias: list(
+                AgentSession.objects.using(alias)
+                .owned_by_username("alice")
+                .values_list("session_id", flat=True)
+            )
+            for alias in SHARDS
+        }
+        nobody = [AgentSession.objects.using(a).owned_by_username("zoe").count() for a in SHARDS]
+
+    assert found == {alias: [session_id] for alias, session_id in zip(SHARDS, mine, strict=True)}
+    assert nobody == [0, 0, 0]
+
+
+@_on_shards
+def test_erase_owner_deletes_that_users_conversations_on_every_shard(alice, bob):
+    _, theirs = alice_and_bob_on_every_shard(alice, bob)
+
+    with no_session_tables_on_default():
+        said = command("erase", "--owner", "alice")
+
+    assert "Deleted 3 session(s) and 6 message(s) of 'alice'." in said
+    assert sorted(s for found in rows(SHARDS).values() for s, _, _ in found) == sorted(theirs)
+
+
+@_on_shards
+def test_export_owner_writes_every_shards_conversations_with_the_owners_name(alice, bob):
+    mine, _ = alice_and_bob_on_every_shard(alice, bob)
+
+    with no_session_tables_on_default():
+        lines = [json.loads(line) for line in command("export", "--owner", "alice").splitlines()]
+        everyone = [json.loads(line) for line in command("export").splitlines()]
+
+    assert sorted(line["session_id"] for line in lines) == sorted(mine)
+    assert {line["owner"] for line in lines} == {"alice"}
+    assert len(everyone) == 6
+    assert all(line["owner"] == line["session_id"].split("-")[0] for line in everyone)
+
+
+@_on_shards
+def test_import_gives_conversations_on_shards_their_owners_by_username(alice, bob, tmp_path):
+    mine, _ = alice_and_bob_on_every_shard(alice, bob)
+    exported = tmp_path / "alice.jsonl"
+    exported.write_text(command("export", "--owner", "alice"))
+    command("erase", "--owner", "alice")
+
+    with no_session_tables_on_default():
+        command("import", str(exported))
+
+    owned = {
+        alias: list(
+            AgentSession.objects.using(alias)
+            .filter(owner_id=alice.pk)
+            .values_list("session_id", flat=True)
+        )
+        for alias in SHARDS
+    }
+    assert owned == {alias: [session_id] for alias, session_id in zip(SHARDS, mine, strict=True)}
+
+
+@_on_shards
+def test_list_and_show_name_the_owners_of_conversations_on_shards(alice, bob):
+    mine, theirs = alice_and_bob_on_every_shard(alice, bob)
+
+    with no_session_tables_on_default():
+        listed = json.loads(command("list", "--json"))
+        of_alice = command("list", "--owner", "alice")
+        shown = command("show", mine[1])
+
+    assert {s["session_id"]: s["owner"] for s in listed} == {
+        **dict.fromkeys(mine, "alice"),
+        **dict.fromkeys(theirs, "bob"),
+    }
+    assert all(s in of_alice for s in mine) and not any(s in of_alice for s in theirs)
+    assert "3 session(s)." in of_alice
+    assert "Owner: alice" in shown
+
+
+@_on_shards
+def test_the_admin_shows_filters_and_searches_owners_of_conversations_on_shards(
+    admin_client, alice, bob
+):
+    mine, _ = alice_and_bob_on_every_shard(alice, bob)
+    changelist = reverse("admin:openai_django_sessions_agentsession_changelist")
+    shard = SHARDS[1]
+    alices = AgentSession.objects.using(shard).get(session_id=mine[1])
+
+    with no_session_tables_on_default():
+        page = admin_client.get(changelist, {"database": shard})
+        filtered = admin_client.get(changelist, {"database": shard, "owner__id__exact": alice.pk})
+        searched = admin_client.get(changelist, {"database": shard, "q": "alic"})
+        change = admin_client.get(
+            reverse("admin:openai_django_sessions_agentsession_change", args=[alices.pk]),
+            {"database": shard},
+        )
+
+    html = page.content.decode()
+    assert ">alice<" in html and ">bob<" in html
+    assert [s.session_id for s in filtered.context["cl"].result_list] == [mine[1]]
+    assert [s.session_id for s in searched.context["cl"].result_list] == [mine[1]]
+    assert change.status_code == 200
+    assert ">alice<" in change.content.decode()
+
+
+@_on_shards
+def test_a_listing_over_shards_reads_its_owners_names_in_one_query(alice, bob):
+    alice_and_bob_on_every_shard(alice, bob)
+    users_table = get_user_model()._meta.db_table
+
+    with no_session_tables_on_default(), CaptureQueriesContext(connections["default"]) as read:
+        listed = json.loads(command("list", "--json"))
+
+    assert len(listed) == 6
+    assert len([q for q in read.captured_queries if users_table in q["sql"]]) == 1

@@ -267,18 +267,18 @@ class Command(BaseCommand):
             self._write_json_array(
                 {
                     "session_id": s.session_id,
-                    "owner": owners.username_of(s.owner),
+                    "owner": owner,
                     "title": s.title,
                     "messages": s.message_count,
                     "usage": {name: getattr(s, f"usage_{name}") for name in usage.COUNTERS},
                     "created_at": s.created_at.isoformat(),
                     "updated_at": s.updated_at.isoformat(),
                 }
-                for s in rows
+                for s, owner in owners.with_names(rows)
             )
             return
         count = 0
-        for session in rows:
+        for session, owner in owners.with_names(rows):
             if not count:
                 self.stdout.write(
                     f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'TOKENS':>10}  {'CREATED':<23}  "
@@ -288,7 +288,7 @@ class Command(BaseCommand):
                 f"{session.session_id:<36}  {session.message_count:>8}  "
                 f"{session.usage_total_tokens:>10,}  "
                 f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
-                f"{owners.username_of(session.owner) or '-':<20}  {session.title}".rstrip()
+                f"{owner or '-':<20}  {session.title}".rstrip()
             )
             count += 1
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
@@ -303,7 +303,9 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         [alias] = aliases
-        rows_of = AgentSession.objects.using(alias).select_related("owner")
+        rows_of = AgentSession.objects.using(alias)
+        if alias == owners.users_database(alias):
+            rows_of = rows_of.select_related("owner")
         session = rows_of.filter(session_id=session_id).first()
         if session is None:
             raise CommandError(f"No session {session_id!r} in database {alias!r}.")
@@ -320,7 +322,8 @@ class Command(BaseCommand):
             f"Session {session.session_id!r}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
-        self.stdout.write(f"Owner: {owners.username_of(session.owner) or '(none)'}")
+        [(_, owner)] = owners.with_names([session])
+        self.stdout.write(f"Owner: {owner or '(none)'}")
         self.stdout.write(f"Title: {session.title or '(none)'}")
         metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
         self.stdout.write(f"Metadata: {metadata}")
@@ -715,7 +718,8 @@ def _positive_int(text: str) -> int:
 
 def _require_user(username: str, aliases: list[str]) -> None:
     if not owners.user_exists(username, aliases):
-        raise CommandError(f"No user {username!r} in database {_quote(aliases)}.")
+        where = _quote(owners.users_databases(aliases))
+        raise CommandError(f"No user {username!r} in database {where}.")
 
 
 def _text_argument(label: str, value: str) -> None:
