@@ -284,11 +284,12 @@ class Command(BaseCommand):
                     f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'TOKENS':>10}  {'CREATED':<23}  "
                     f"{'LAST ACTIVITY':<23}  {'OWNER':<20}  TITLE"
                 )
+            owner = display.printable(owners.username_of(session.owner) or "-")
             self.stdout.write(
-                f"{session.session_id:<36}  {session.message_count:>8}  "
+                f"{display.printable(session.session_id):<36}  {session.message_count:>8}  "
                 f"{session.usage_total_tokens:>10,}  "
                 f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
-                f"{owners.username_of(session.owner) or '-':<20}  {session.title}".rstrip()
+                f"{owner:<20}  {display.printable(session.title)}".rstrip()
             )
             count += 1
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
@@ -317,13 +318,14 @@ class Command(BaseCommand):
             return
         shown = f", showing the last {len(items)}" if len(items) < total else ""
         self.stdout.write(
-            f"Session {session.session_id!r}: {total} item(s){shown}; "
+            f"Session {display.printable(repr(session.session_id))}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
-        self.stdout.write(f"Owner: {owners.username_of(session.owner) or '(none)'}")
-        self.stdout.write(f"Title: {session.title or '(none)'}")
+        owner = owners.username_of(session.owner) or "(none)"
+        self.stdout.write(f"Owner: {display.printable(owner)}")
+        self.stdout.write(f"Title: {display.printable(session.title or '(none)')}")
         metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
-        self.stdout.write(f"Metadata: {metadata}")
+        self.stdout.write(f"Metadata: {display.printable(metadata)}")
         spent = usage.totals(AgentUsage.objects.using(alias).filter(session=session))
         self.stdout.write(f"Usage: {display.usage_line(dataclasses.asdict(spent))}")
         for position, item in enumerate(items, start=total - len(items) + 1):
@@ -471,7 +473,8 @@ class Command(BaseCommand):
             ) as rows:
                 for session in rows:
                     self.stdout.write(
-                        f"{session.session_id}  {session.message_count} message(s), "
+                        f"{display.printable(session.session_id)}  "
+                        f"{session.message_count} message(s), "
                         f"last activity {_when(session.updated_at)}"
                     )
         result = maintenance.PruneResult(sessions=0, messages=0)
@@ -666,13 +669,16 @@ def _lines(file: str, spooled: IO[str] | None) -> Iterator[str]:
 
 
 def _render(position: int, view: display.ItemView) -> str:
+    """An item as ``show`` prints it: a head line, then its text indented, every
+    control character escaped (the text keeps its line breaks, indented)."""
     head = f"#{position} {view.kind}"
     if view.tool:
         head += f"  {view.tool}({view.arguments})"
     if view.call_id:
         head += f"  [{view.call_id}]"
     body = "\n".join(part for part in (view.text, view.output and f"-> {view.output}") if part)
-    return head + ("\n" + _indent(body) if body else "")
+    body = display.printable(body, keep_newlines=True)
+    return display.printable(head) + ("\n" + _indent(body) if body else "")
 
 
 def _indent(text: str) -> str:
