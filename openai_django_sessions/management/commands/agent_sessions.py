@@ -158,6 +158,16 @@ class Command(BaseCommand):
             "on every database sessions live on.",
         )
         erase.add_argument("--owner", metavar="USERNAME", required=True, help="The user.")
+        erase.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+        erase.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation (needed when standard input is not a terminal).",
+        )
 
         convert = commands.add_parser(
             "convert-ids",
@@ -524,9 +534,32 @@ class Command(BaseCommand):
                 f"{conf.SETTING_NAME}."
             )
 
-    def handle_erase(self, aliases: list[str], *, owner: str, **options: Any) -> None:
+    def handle_erase(
+        self, aliases: list[str], *, owner: str, dry_run: bool, interactive: bool, **options: Any
+    ) -> None:
+        # Asked first, as flush does: a script without --noinput stops before any query.
+        if interactive and not dry_run and not sys.stdin.isatty():
+            raise CommandError(
+                "erase deletes without undo and asks for confirmation, but standard input is "
+                "not a terminal: pass --noinput to erase without asking."
+            )
         _require_user(owner, aliases)
-        result = maintenance.erase_owner(owner, using=options["database"])
+        erase = partial(maintenance.erase_owner, owner, using=options["database"])
+        if dry_run or interactive:
+            counted = erase(dry_run=True)
+            what = f"{counted.sessions} session(s) and {counted.messages} message(s) of {owner!r}"
+        if dry_run:
+            self.stdout.write(f"Would delete {what}.")
+            return
+        if interactive:
+            answer = input(
+                f"This deletes {what}, with their usage, on database {_quote(aliases)}; "
+                "it cannot be undone.\nType 'yes' to continue, or 'no' to cancel: "
+            )
+            if answer != "yes":
+                self.stdout.write("Erase cancelled.")
+                return
+        result = erase()
         if options["verbosity"] >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s) "
