@@ -34,6 +34,7 @@ from django.db import connections
 from django.test import AsyncClient, override_settings
 from django.urls import path
 
+from openai_django_sessions import conf
 from openai_django_sessions.models import AgentSession
 from tests.docs_blocks import ROOT, Block, DocsBlockError, blocks, pages
 
@@ -279,3 +280,17 @@ def test_the_reference_lists_exactly_the_public_names_of_modules_with_all() -> N
         public = getattr(importlib.import_module(module_name), "__all__", None)
         if public is not None:
             assert names == set(public), f"docs/reference/api.md and {module_name}.__all__"
+
+
+def test_the_settings_reference_shows_every_key_with_its_default() -> None:
+    # The settings page's fragment is the reader's list of keys: a key added to
+    # conf.DEFAULTS without it there would be undocumented.
+    (fragment,) = (
+        block
+        for block in blocks(ROOT / "docs" / "reference" / "settings.md")
+        if block.mark == "settings"
+    )
+    namespace: dict[str, Any] = {}
+    exec(fragment.code, namespace)
+
+    assert namespace["OPENAI_DJANGO_SESSIONS"] == conf.DEFAULTS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import pytest
 
@@ -44,6 +45,7 @@ PUBLIC = {
         "sessions",
         "sessions_of",
     ],
+    "openai_django_sessions.turns": ["undo_since", "undone_on_failure"],
     "openai_django_sessions.admin": ["AgentSessionAdmin", "AgentSessionForm"],
     "openai_django_sessions.apps": ["OpenAIDjangoSessionsConfig"],
 }
@@ -56,3 +58,15 @@ def test_each_public_module_declares_exactly_its_public_names(module_name: str) 
     assert sorted(module.__all__) == sorted(PUBLIC[module_name])
     for name in module.__all__:
         assert getattr(module, name) is not None, name
+
+
+def test_every_module_that_declares_all_is_a_public_module() -> None:
+    # A module that declares ``__all__`` says its names are public: it belongs in
+    # PUBLIC (and in docs/reference/api.md), or it must drop ``__all__``.
+    package = importlib.import_module("openai_django_sessions")
+    declaring = set()
+    for info in pkgutil.iter_modules(package.__path__, "openai_django_sessions."):
+        if hasattr(importlib.import_module(info.name), "__all__"):
+            declaring.add(info.name)
+
+    assert declaring - set(PUBLIC) == set()
