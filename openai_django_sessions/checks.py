@@ -256,8 +256,10 @@ def sqlite_wal_warnings(connection: BaseDatabaseWrapper) -> list[CheckMessage]:
         Warning(
             f"The SQLite database {connection.alias!r}, which stores agent sessions, "
             f"uses journal_mode={mode}, not WAL.",
-            hint="Without WAL a writer blocks every reader and a reader blocks the writer, "
-            "so concurrent agent runs fail with 'database is locked'. Add "
+            hint="Without WAL a writer blocks every reader and a reader blocks the writer: "
+            "sessions wait for the lock and retry, so concurrent agent runs queue behind "
+            "each other, and the project's other writes can fail with 'database is "
+            "locked'. Add "
             '"init_command": "PRAGMA journal_mode=WAL;" (and "transaction_mode": '
             '"IMMEDIATE") to this database\'s OPTIONS.',
             id=f"{ID}.W001",

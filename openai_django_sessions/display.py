@@ -2,15 +2,42 @@
 
 Used by the admin's conversation view and by ``agent_sessions show``. Items are
 the SDK's Responses API input items; anything unrecognised still gets a kind
-(its ``role`` or ``type``) and whatever text it carries.
+(its ``role`` or ``type``) and whatever text it carries. ``printable`` makes
+stored text safe to print on a terminal.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from django.utils.translation import gettext
+
+# Characters a terminal acts on rather than shows: C0 and C1 controls (escape
+# sequences that retitle the window, clear the screen, move the cursor), DEL, and
+# the bidirectional overrides and isolates that reorder what follows them, and
+# the Unicode line and paragraph separators.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]"
+)
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character written as its Python escape (``\\x1b``).
+
+    Stored text comes from end users (a title defaults to the first message), so
+    a command prints it through this and a line it prints is one line, showing
+    what is stored. ``keep_newlines`` keeps ``\\n`` for a body printed line by line.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if keep_newlines and char == "\n":
+            return char
+        return char.encode("unicode_escape").decode("ascii")
+
+    return _UNPRINTABLE.sub(escape, text)
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class PruneResult:
         )
 
 
-def erase_owner(username: str, *, using: str | None = None) -> PruneResult:
+def erase_owner(username: str, *, using: str | None = None, dry_run: bool = False) -> PruneResult:
     """Delete every session of the user whose ``USERNAME_FIELD`` is ``username``.
 
     On ``using``, else on every database sessions live on (``routing.databases``:
@@ -166,14 +166,16 @@ def erase_owner(username: str, *, using: str | None = None) -> PruneResult:
     row's lock, with its messages and usage rows, ``session_cleared`` sent once
     it is committed. A failure stops the erasure with the sessions before it
     deleted: running it again finishes the job. The result counts the sessions
-    and their messages as they were when listed.
+    and their messages as they were when listed. With ``dry_run`` nothing is
+    deleted and the counts say what would have been.
     """
     from .session import DjangoSession  # the session module imports the models' helpers
 
     total = PruneResult(sessions=0, messages=0)
     for alias in routing.databases(AgentSession, using=using):
         for session in list(sessions(alias, owner=username)):
-            DjangoSession(session.session_id, using=alias)._clear_session()
+            if not dry_run:
+                DjangoSession(session.session_id, using=alias)._clear_session()
             total += PruneResult(sessions=1, messages=session.message_count)
     return total
 

@@ -51,7 +51,7 @@ from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
 from django.utils.duration import duration_iso_string
 
-from . import details, owners, routing, storage, transactions
+from . import details, owners, routing, storage, transactions, usage
 from .items import MAX_DEPTH, check_items, check_json_object, check_session_id, check_text
 from .models import AgentMessage, AgentSession, AgentUsage
 
@@ -571,6 +571,18 @@ def _timestamp(value: object, what: str) -> datetime:
         ) from None
 
 
+def _check_record(record: SessionRecord) -> None:
+    """``ValueError`` for a session no ``DjangoSession`` could have stored: usage
+    counters out of range or summing past 64 bits, or a last activity before its
+    creation (the session list would show it, and pruning would judge it, wrongly)."""
+    usage.check_counters((f"usage[{n}]", row) for n, row in enumerate(record.usage))
+    created, updated = record.values.get("created_at"), record.values.get("updated_at")
+    if created is not None and updated is not None and updated < created:
+        raise ValueError(
+            f"updated_at ({updated.isoformat()}) is earlier than created_at ({created.isoformat()})"
+        )
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed in JSON")
 
@@ -625,6 +637,7 @@ def import_sessions(
             usernames.setdefault(owners.users_database(alias), set()).add(record.owner)
         try:
             check_items([item.data for item in record.items], using=alias)
+            _check_record(record)
         except (TypeError, ValueError) as exc:
             problems.append(f"{entry.where}: {exc}")
         if record.session_id in first_seen:

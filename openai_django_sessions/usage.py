@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from .models import AgentUsage
 
 __all__ = ["COUNTERS", "UsageTotals", "atotals", "session_annotations", "totals"]
+
+# The largest count a 64-bit column holds, and the largest sum SQLite can compute:
+# its SUM() raises "integer overflow" beyond it (listing and showing sessions would fail).
+MAX_COUNT = 2**63 - 1
 
 # The run context of the call in progress, for sessions called without ``wrapper``
 # by a session that wraps them (``compaction.CompactionSession``).
@@ -48,6 +53,31 @@ COUNTERS = (
     "cached_tokens",
     "reasoning_tokens",
 )
+
+
+def check_counters(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    """``ValueError`` unless the usage rows can be stored and summed on every database.
+
+    ``rows`` are ``(label, values)`` pairs, ``values`` by ``AgentUsage`` counter
+    (missing ones count as 0). Each counter must be 0 to ``MAX_COUNT``, and so
+    must the sum of each counter over ``rows`` (one session's rows): what the
+    session list, ``show`` and the admin compute. The error names the row.
+    """
+    summed = dict.fromkeys(COUNTERS, 0)
+    for label, values in rows:
+        for name in COUNTERS:
+            value = values.get(name) or 0
+            if value < 0:
+                raise ValueError(f"{label}.{name} must not be negative, got {value}")
+            if value > MAX_COUNT:
+                raise ValueError(f"{label}.{name} must be at most {MAX_COUNT:,}, got {value:,}")
+            summed[name] += value
+    for name, total in summed.items():
+        if total > MAX_COUNT:
+            raise ValueError(
+                f"the usage rows' {name} add up to {total:,}, more than the {MAX_COUNT:,} "
+                "a database can sum"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +220,9 @@ def pending(wrapper: RunContextWrapper[Any] | None, key: str) -> Recording | Non
     )
     if not any(delta.columns().values()) and not delta.cache_write_tokens:
         return None
+    # Refused before the write, as an import refuses it: a negative count or one past
+    # 64 bits would be stored, or break every sum of the session's usage on SQLite.
+    check_counters([("usage", delta.columns())])
     details: dict[str, Any] = {}
     if delta.cache_write_tokens:
         details["cache_write_tokens"] = delta.cache_write_tokens

@@ -234,7 +234,9 @@ def test_sqlite_file_without_wal_is_W001_explaining_the_lock_errors(
 
     assert warning.id == "openai_django_sessions.W001"
     assert "uses journal_mode=delete, not WAL" in warning.msg
-    assert "database is locked" in warning.hint
+    # Sessions wait and retry (transactions.run): the locks slow them, other writes fail.
+    assert "sessions wait for the lock and retry" in warning.hint
+    assert "the project's other writes can fail with 'database is locked'" in warning.hint
     assert "PRAGMA journal_mode=WAL;" in warning.hint
 
 

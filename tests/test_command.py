@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from model_bakery import baker
 
-from openai_django_sessions import maintenance, storage, transfer
+from openai_django_sessions import DjangoSession, maintenance, storage, transfer
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 
 pytestmark = pytest.mark.django_db
@@ -983,3 +983,37 @@ def test_import_rejects_bad_owner_title_or_metadata_by_line(
     with pytest.raises(CommandError, match=f"line 1: {problem}"):
         run("import", str(path))
     assert not AgentSession.objects.exists()
+
+
+# -- what users typed is printed escaped, never acted on by the terminal -------------
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2JHello\nFAKE LINE\r\u202eevil\x9b\x7f"
+ESCAPED = "\\x1b]0;owned\\x07\\x1b[2JHello\\nFAKE LINE\\r\\u202eevil\\x9b\\x7f"
+UNSAFE = ("\x1b", "\x07", "\r", "\u202e", "\x9b", "\x7f")
+
+
+@pytest.mark.django_db(transaction=True)  # the session writes from its own thread
+def test_list_show_and_prune_print_control_characters_escaped_and_json_exact(alice: Any) -> None:
+    # A title defaults to the first user message: an end user chooses it.
+    session = DjangoSession("chat-1", owner=alice, title=HOSTILE)
+    asyncio.run(session.add_items([{"role": "user", "content": HOSTILE}]))
+    asyncio.run(session.add_items([{"type": "function_call", "name": HOSTILE, "call_id": "c"}]))
+    AgentSession.objects.update(
+        metadata={"note": "\x9b\u202e"}, updated_at=timezone.now() - timedelta(days=2)
+    )
+
+    listed, shown = run("list"), run("show", "chat-1")
+    pruned = run("prune", "--inactive-for", "1d", "--dry-run")
+
+    for output in (listed, shown, pruned):
+        assert not any(char in output for char in UNSAFE), output
+    assert "FAKE LINE" not in listed.replace(ESCAPED, "")
+    assert listed.splitlines()[1].endswith(f"{'alice':<20}  {ESCAPED}")
+    assert f"Title: {ESCAPED}" in shown
+    assert 'Metadata: {"note": "\\x9b\\u202e"}' in shown
+    # The item's text keeps its line breaks, indented under its head: no line of it
+    # can pass for one the command printed.
+    assert "#1 user\n    \\x1b]0;owned\\x07\\x1b[2JHello\n    FAKE LINE\\r\\u202eevil" in shown
+    assert f"#2 function_call  {ESCAPED}()  [c]" in shown
+    assert json.loads(run("list", "--json"))[0]["title"] == HOSTILE
+    assert json.loads(run("show", "chat-1", "--json"))[0]["content"] == HOSTILE

@@ -150,6 +150,19 @@ for _ in range(39):
         ({"usage": [{"details": {"k": "\x00"}}]}, r"usage\[0\].details contains the character"),
         ({"usage": [{"tokens": 1}]}, r"usage\[0\] must be an object"),
         ({"usage": {}}, "usage must be a list"),
+        ({"usage": [{"input_tokens": -1}]}, r"usage\[0\].input_tokens must not be negative"),
+        (
+            {"usage": [{"requests": 2**63}]},
+            r"usage\[0\].requests: Ensure this value is less than or equal to 9223372036854775807",
+        ),
+        (
+            {"usage": [{"total_tokens": 2**62}, {"total_tokens": 2**62}]},
+            "the usage rows' total_tokens add up to 9,223,372,036,854,775,808",
+        ),
+        (
+            {"created_at": "2025-01-02T00:00:00+00:00", "updated_at": "2025-01-01T23:59:59+00:00"},
+            r"updated_at \(2025-01-01T23:59:59\+00:00\) is earlier than created_at",
+        ),
         ({"items": [{"data": {"k": "\ud800"}}]}, r"items\[0\] contains a lone surrogate"),
     ],
 )

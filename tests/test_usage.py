@@ -319,3 +319,25 @@ async def test_a_write_cancelled_while_it_runs_counts_its_usage_once():
 
     assert await session.aget_usage() == spent_totals(3)
     assert await AgentUsage.objects.acount() == 1
+
+
+@pytest.mark.parametrize(
+    ("reported_usage", "problem"),
+    [
+        (Usage(requests=1, input_tokens=-5), "usage.input_tokens must not be negative, got -5"),
+        (Usage(requests=1, total_tokens=2**63), "usage.total_tokens must be at most"),
+    ],
+)
+async def test_a_run_reporting_a_count_no_database_can_sum_is_refused_before_its_write(
+    reported_usage: Usage, problem: str
+):
+    model = ScriptedModel([[assistant_message("hello")]], default_usage=reported_usage)
+    session = DjangoSession("bad-usage")
+
+    with pytest.raises(ValueError, match=problem):
+        await Runner.run(Agent(name="a", model=model), "hi", session=session)
+
+    # The model's reply was not stored, nor its usage; the session still sums.
+    assert [item.get("role") for item in await session.get_items()] == ["user"]
+    assert await session.aget_usage() == UsageTotals()
+    assert await AgentUsage.objects.acount() == 0

@@ -92,7 +92,7 @@ def test_erase_owner_deletes_that_users_sessions_with_messages_and_usage_as_clea
 
     signals.session_cleared.connect(receiver)
     try:
-        output = run("erase", "--owner", "alice")
+        output = run("erase", "--owner", "alice", "--noinput")
     finally:
         signals.session_cleared.disconnect(receiver)
 
@@ -109,9 +109,72 @@ def test_erase_requires_an_owner_that_exists_and_deletes_nothing_otherwise() -> 
     converse("alice-1", alice)
 
     with pytest.raises(CommandError, match="No user 'mallory' in database 'default'"):
-        run("erase", "--owner", "mallory")
+        run("erase", "--owner", "mallory", "--noinput")
     with pytest.raises(CommandError, match="--owner"):
         run("erase")
+    assert AgentSession.objects.count() == 1
+
+
+class Terminal(io.StringIO):
+    """Standard input that is a terminal on which the user types ``answer``."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer + "\n")
+
+    def isatty(self) -> bool:
+        return True
+
+
+def alice_with_two_sessions() -> Any:
+    alice, bob = users("alice", "bob", on=["default"])
+    converse("alice-1", alice)
+    converse("alice-2", alice)
+    converse("bob-1", bob)
+    return alice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_erase_dry_run_counts_that_users_sessions_and_deletes_nothing() -> None:
+    alice_with_two_sessions()
+
+    output = run("erase", "--owner", "alice", "--dry-run")
+
+    assert output.strip() == "Would delete 2 session(s) and 2 message(s) of 'alice'."
+    assert AgentSession.objects.count() == 3 and AgentUsage.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("answer", "left"), [("yes", ["bob-1"]), ("no", None), ("y", None)])
+def test_erase_on_a_terminal_asks_and_deletes_only_on_yes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answer: str, left: Any
+) -> None:
+    alice_with_two_sessions()
+    monkeypatch.setattr("sys.stdin", Terminal(answer))
+
+    output = run("erase", "--owner", "alice")
+
+    assert "This deletes 2 session(s) and 2 message(s) of 'alice'" in capsys.readouterr().out
+    remaining = sorted(AgentSession.objects.values_list("session_id", flat=True))
+    if left is None:
+        assert output.strip() == "Erase cancelled."
+        assert remaining == ["alice-1", "alice-2", "bob-1"]
+    else:
+        assert output.strip() == "Deleted 2 session(s) and 2 message(s) of 'alice'."
+        assert remaining == left
+
+
+@pytest.mark.django_db(transaction=True)
+def test_erase_without_a_terminal_refuses_unless_noinput_and_deletes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice_with_two_sessions()
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # piped: not a terminal
+
+    with pytest.raises(CommandError, match="pass --noinput to erase without asking"):
+        run("erase", "--owner", "alice")
+    assert AgentSession.objects.count() == 3
+
+    assert run("erase", "--owner", "alice", "--no-input").startswith("Deleted 2 session(s)")
     assert AgentSession.objects.count() == 1
 
 

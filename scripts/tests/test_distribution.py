@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -54,9 +55,22 @@ def clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The sdist and the wheel, built from this checkout."""
+    """The sdist and the wheel, built from a copy of this checkout.
+
+    The copy leaves out what a build or a test run left behind: setuptools adds the
+    files listed in a stale ``*.egg-info/SOURCES.txt`` to the sdist, so a file that
+    MANIFEST.in forgot would still ship when built in place.
+    """
+    source = tmp_path_factory.mktemp("source") / "checkout"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "*.egg-info", "build", "dist", "site", ".venv*", "__pycache__", ".*_cache"
+        ),
+    )
     out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--outdir", out, REPO)
+    run(sys.executable, "-m", "build", "--outdir", out, source)
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
     return sdist, wheel
@@ -135,27 +149,28 @@ def test_the_wheel_ships_the_templates_migrations_and_compiled_translations(
     assert not [name for name in names if name.startswith("tests/")]
 
 
-def test_the_sdist_carries_the_whole_test_suite_and_the_changelog(
+def test_the_sdist_carries_the_whole_test_suite_the_docs_and_the_changelog(
     dists: tuple[Path, Path],
 ) -> None:
     shipped = set(sdist_names(dists[0]))
     suite = {
         path.relative_to(REPO).as_posix()
-        for path in (REPO / "tests").rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix == ".py"
+        for folder in ("tests", "docs")
+        for path in (REPO / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".md")
     }
 
     assert suite - shipped == set()
-    assert {"CHANGELOG.md", "README.md", "pyproject.toml", "MANIFEST.in"} <= shipped
+    assert {"CHANGELOG.md", "README.md", "pyproject.toml", "MANIFEST.in", "mkdocs.yml"} <= shipped
     assert not [name for name in shipped if "__pycache__" in name or ".sqlite3" in name]
 
 
 def test_the_test_suite_runs_from_the_unpacked_sdist(
     dists: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    # A sample of the suite (the database, the admin, the catalogues), on SQLite, with
-    # this interpreter's test tools: its settings, fixtures and package resolve from the
-    # sdist alone.
+    # A sample of the suite (the public API, the catalogues, every code block of the
+    # README and docs/), on SQLite, with this interpreter's test tools: its settings,
+    # fixtures, pages and package resolve from the sdist alone.
     with tarfile.open(dists[0]) as archive:
         archive.extractall(tmp_path, filter="data")
     (unpacked,) = tmp_path.iterdir()
@@ -171,6 +186,7 @@ def test_the_test_suite_runs_from_the_unpacked_sdist(
             "no:cacheprovider",
             "tests/test_public_api.py",
             "tests/test_translations.py",
+            "tests/test_docs.py",
         ],
         cwd=unpacked,
         capture_output=True,

@@ -158,6 +158,16 @@ class Command(BaseCommand):
             "on every database sessions live on.",
         )
         erase.add_argument("--owner", metavar="USERNAME", required=True, help="The user.")
+        erase.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+        erase.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation (needed when standard input is not a terminal).",
+        )
 
         convert = commands.add_parser(
             "convert-ids",
@@ -278,17 +288,18 @@ class Command(BaseCommand):
             )
             return
         count = 0
-        for session, owner in owners.with_names(rows):
+        for session, name in owners.with_names(rows):
+            owner = display.printable(name or "-")
             if not count:
                 self.stdout.write(
                     f"{'SESSION ID':<36}  {'MESSAGES':>8}  {'TOKENS':>10}  {'CREATED':<23}  "
                     f"{'LAST ACTIVITY':<23}  {'OWNER':<20}  TITLE"
                 )
             self.stdout.write(
-                f"{session.session_id:<36}  {session.message_count:>8}  "
+                f"{display.printable(session.session_id):<36}  {session.message_count:>8}  "
                 f"{session.usage_total_tokens:>10,}  "
                 f"{_when(session.created_at):<23}  {_when(session.updated_at):<23}  "
-                f"{owner or '-':<20}  {session.title}".rstrip()
+                f"{owner:<20}  {display.printable(session.title)}".rstrip()
             )
             count += 1
         self.stdout.write(f"{count} session(s)." if count else "No sessions.")
@@ -319,14 +330,14 @@ class Command(BaseCommand):
             return
         shown = f", showing the last {len(items)}" if len(items) < total else ""
         self.stdout.write(
-            f"Session {session.session_id!r}: {total} item(s){shown}; "
+            f"Session {display.printable(repr(session.session_id))}: {total} item(s){shown}; "
             f"created {_when(session.created_at)}, last activity {_when(session.updated_at)}"
         )
         [(_, owner)] = owners.with_names([session])
-        self.stdout.write(f"Owner: {owner or '(none)'}")
-        self.stdout.write(f"Title: {session.title or '(none)'}")
+        self.stdout.write(f"Owner: {display.printable(owner or '(none)')}")
+        self.stdout.write(f"Title: {display.printable(session.title or '(none)')}")
         metadata = json.dumps(session.metadata, ensure_ascii=False, sort_keys=True)
-        self.stdout.write(f"Metadata: {metadata}")
+        self.stdout.write(f"Metadata: {display.printable(metadata)}")
         spent = usage.totals(AgentUsage.objects.using(alias).filter(session=session))
         self.stdout.write(f"Usage: {display.usage_line(dataclasses.asdict(spent))}")
         for position, item in enumerate(items, start=total - len(items) + 1):
@@ -474,7 +485,8 @@ class Command(BaseCommand):
             ) as rows:
                 for session in rows:
                     self.stdout.write(
-                        f"{session.session_id}  {session.message_count} message(s), "
+                        f"{display.printable(session.session_id)}  "
+                        f"{session.message_count} message(s), "
                         f"last activity {_when(session.updated_at)}"
                     )
         result = maintenance.PruneResult(sessions=0, messages=0)
@@ -524,9 +536,32 @@ class Command(BaseCommand):
                 f"{conf.SETTING_NAME}."
             )
 
-    def handle_erase(self, aliases: list[str], *, owner: str, **options: Any) -> None:
+    def handle_erase(
+        self, aliases: list[str], *, owner: str, dry_run: bool, interactive: bool, **options: Any
+    ) -> None:
+        # Asked first, as flush does: a script without --noinput stops before any query.
+        if interactive and not dry_run and not sys.stdin.isatty():
+            raise CommandError(
+                "erase deletes without undo and asks for confirmation, but standard input is "
+                "not a terminal: pass --noinput to erase without asking."
+            )
         _require_user(owner, aliases)
-        result = maintenance.erase_owner(owner, using=options["database"])
+        erase = partial(maintenance.erase_owner, owner, using=options["database"])
+        if dry_run or interactive:
+            counted = erase(dry_run=True)
+            what = f"{counted.sessions} session(s) and {counted.messages} message(s) of {owner!r}"
+        if dry_run:
+            self.stdout.write(f"Would delete {what}.")
+            return
+        if interactive:
+            answer = input(
+                f"This deletes {what}, with their usage, on database {_quote(aliases)}; "
+                "it cannot be undone.\nType 'yes' to continue, or 'no' to cancel: "
+            )
+            if answer != "yes":
+                self.stdout.write("Erase cancelled.")
+                return
+        result = erase()
         if options["verbosity"] >= 1:
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s) "
@@ -669,13 +704,16 @@ def _lines(file: str, spooled: IO[str] | None) -> Iterator[str]:
 
 
 def _render(position: int, view: display.ItemView) -> str:
+    """An item as ``show`` prints it: a head line, then its text indented, every
+    control character escaped (the text keeps its line breaks, indented)."""
     head = f"#{position} {view.kind}"
     if view.tool:
         head += f"  {view.tool}({view.arguments})"
     if view.call_id:
         head += f"  [{view.call_id}]"
     body = "\n".join(part for part in (view.text, view.output and f"-> {view.output}") if part)
-    return head + ("\n" + _indent(body) if body else "")
+    body = display.printable(body, keep_newlines=True)
+    return display.printable(head) + ("\n" + _indent(body) if body else "")
 
 
 def _indent(text: str) -> str:
