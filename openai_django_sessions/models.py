@@ -17,7 +17,8 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce, Lower
 from django.utils.translation import gettext_lazy as _
 
-from . import conf, deletion, usage
+from . import _conf as conf
+from . import deletion, usage
 from .items import ItemEncoder
 
 __all__ = [
@@ -98,14 +99,14 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         Raises ``ValueError`` for an anonymous user or a key the user model cannot
         hold, ``TypeError`` for a value that is no key (see ``owners.owner_key``).
         """
-        from .owners import owner_key
+        from ._owners import owner_key
 
         return self.filter(owner_id=owner_key(owner))
 
     def owned_by_username(self, username: str) -> Self:
         """The sessions of the user whose ``USERNAME_FIELD`` is ``username`` (on this
         queryset's database): how ``agent_sessions`` names owners."""
-        from .owners import username_field
+        from ._owners import username_field
 
         return self.filter(**{f"owner__{username_field()}": username})
 
