@@ -2,8 +2,10 @@
 
 Every contender stores its history on the same database server (or, for SQLite,
 in its own WAL-mode file in one temporary directory) and runs in this one
-process. Rounds interleave the contenders, rotating their order, and the table
-shows the median operations per second over the rounds.
+process. Within a round the contenders take turns every few operations (a few
+milliseconds), so load from outside the benchmark hits them alike; the tables show
+the median over the rounds of operations per second (wall time) and of the
+process's CPU time per operation.
 
     python benchmarks/bench.py --db sqlite|postgres|mysql [--rounds N] [--quick] [--markdown]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -653,14 +656,23 @@ def django_database(db: str, workdir: Path) -> dict[str, Any]:
     }
 
 
-def setup_django(db: str, workdir: Path) -> str:
-    """Configure Django, migrate the app, and return the database server's version."""
+def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -> str:
+    """Configure Django, migrate the app, and return the database server's version.
+
+    ``prepare_threshold`` (PostgreSQL): the OPTIONS under which psycopg prepares a
+    statement once it has run that many times on a connection.
+    """
     import django
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
     recreate_server_database(db)
+    database = django_database(db, workdir)
+    if prepare_threshold is not None:
+        if db != "postgres":
+            raise SystemExit("--prepare-threshold applies to --db postgres only")
+        database["OPTIONS"] |= {"server_side_binding": True, "prepare_threshold": prepare_threshold}
     settings.configure(
         DEBUG=False,
         SECRET_KEY="benchmark",
@@ -670,7 +682,7 @@ def setup_django(db: str, workdir: Path) -> str:
             "django.contrib.contenttypes",
             "openai_django_sessions",
         ],
-        DATABASES={"default": django_database(db, workdir)},
+        DATABASES={"default": database},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )
     django.setup()
@@ -764,6 +776,10 @@ def analyze(db: str, workdir: Path) -> None:
 
 
 # -- workloads -------------------------------------------------------------------------
+#
+# A workload is one operation (``step``), repeated. Contenders take turns every few
+# operations (a slice of a few milliseconds), so load from outside the benchmark
+# weighs on them alike.
 
 
 async def nothing(contender: Contender, ops: int) -> None:
@@ -775,43 +791,33 @@ async def turn(session: Store, n: int, limit: int | None) -> None:
     await session.add_items(batch(n))
 
 
-async def run_turn(contender: Contender, ops: int) -> None:
-    session = contender.session("turn")
-    for n in range(ops):
-        await turn(session, n, 20)
+async def step_turn(contender: Contender, n: int) -> None:
+    await turn(contender.session("turn"), n, 20)
 
 
 async def prepare_turn_full(contender: Contender, ops: int) -> None:
     await fill(contender.session("turn_full"), 50)
 
 
-async def run_turn_full(contender: Contender, ops: int) -> None:
-    session = contender.session("turn_full")
-    for n in range(ops):
-        await turn(session, n, None)
+async def step_turn_full(contender: Contender, n: int) -> None:
+    await turn(contender.session("turn_full"), n, None)
 
 
-async def run_read_all(contender: Contender, ops: int) -> None:
-    session = contender.session("history")
-    for _ in range(ops):
-        await session.get_items()
+async def step_read_all(contender: Contender, n: int) -> None:
+    await contender.session("history").get_items()
 
 
-async def run_read_20(contender: Contender, ops: int) -> None:
-    session = contender.session("history")
-    for _ in range(ops):
-        await session.get_items(limit=20)
+async def step_read_20(contender: Contender, n: int) -> None:
+    await contender.session("history").get_items(limit=20)
 
 
 async def prepare_pop(contender: Contender, ops: int) -> None:
     await fill(contender.session("pop"), ops + 5)
 
 
-async def run_pop(contender: Contender, ops: int) -> None:
-    session = contender.session("pop")
-    for _ in range(ops):
-        if await session.pop_item() is None:
-            raise RuntimeError(f"{contender.name}: pop found the session empty")
+async def step_pop(contender: Contender, n: int) -> None:
+    if await contender.session("pop").pop_item() is None:
+        raise RuntimeError(f"{contender.name}: pop found the session empty")
 
 
 async def conversation(contender: Contender, index: int, wave: int) -> None:
@@ -822,50 +828,93 @@ async def conversation(contender: Contender, index: int, wave: int) -> None:
             await turn(session, index + wave + n, 20)
 
 
-async def run_concurrent(contender: Contender, ops: int) -> None:
-    """Waves of 32 conversations at once; ``ops`` counts their turns."""
-    for wave in range(ops // (CONVERSATIONS * TURNS_PER_REQUEST)):
-        await asyncio.gather(*(conversation(contender, i, wave) for i in range(CONVERSATIONS)))
+async def step_concurrent(contender: Contender, wave: int) -> None:
+    """One wave: 32 conversations at once, each making a few turns."""
+    await asyncio.gather(*(conversation(contender, i, wave) for i in range(CONVERSATIONS)))
 
 
 @dataclass(frozen=True)
 class Workload:
     name: str
     ops: int  # operations per round at full scale
-    run: Callable[[Contender, int], Awaitable[None]]
+    step: Callable[[Contender, int], Awaitable[None]]  # one step, the n-th of the round
     prepare: Callable[[Contender, int], Awaitable[None]] = nothing
     unit: str = "ops"
+    per_step: int = 1  # operations one step makes
+    per_slice: int = 1  # steps a contender makes before the next one's turn (a few ms)
 
     def scaled(self, scale: float) -> int:
-        step = CONVERSATIONS * TURNS_PER_REQUEST if self.run is run_concurrent else 1
-        return max(step, round(self.ops * scale / step) * step)
+        """Steps per round."""
+        return max(self.per_slice, round(self.ops * scale / self.per_step))
 
 
 WORKLOADS = (
-    Workload("turn", 200, run_turn, unit="turns"),
-    Workload("turn_full", 60, run_turn_full, prepare_turn_full, unit="turns"),
-    Workload("read_all_2000", 16, run_read_all, unit="reads"),
-    Workload("read_20_of_2000", 400, run_read_20, unit="reads"),
-    Workload("pop", 240, run_pop, prepare_pop, unit="pops"),
-    Workload("concurrent_32", 256, run_concurrent, unit="turns"),
+    Workload("turn", 200, step_turn, unit="turns", per_slice=4),
+    Workload("turn_full", 60, step_turn_full, prepare_turn_full, unit="turns", per_slice=2),
+    Workload("read_all_2000", 16, step_read_all, unit="reads"),
+    Workload("read_20_of_2000", 400, step_read_20, unit="reads", per_slice=8),
+    Workload("pop", 240, step_pop, prepare_pop, unit="pops", per_slice=4),
+    Workload(
+        "concurrent_32",
+        256,
+        step_concurrent,
+        unit="turns",
+        per_step=CONVERSATIONS * TURNS_PER_REQUEST,
+    ),
 )
 
 
 # -- running and reporting ---------------------------------------------------------------
 
-Results = dict[tuple[str, str], list[float]]
+
+@dataclass
+class Spent:
+    """What one contender spent on one workload in one round."""
+
+    wall: float = 0.0  # seconds
+    cpu: float = 0.0  # seconds of this process's CPU, every thread (SQLite runs in it)
+    ops: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.wall
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.ops * 1e6
 
 
-def rotated(contenders: list[Contender], shift: int) -> list[Contender]:
+Results = dict[tuple[str, str], list[Spent]]
+Step = Callable[[int], Awaitable[object]]
+
+
+def rotated(contenders: list[T], shift: int) -> list[T]:
     shift %= len(contenders)
     return contenders[shift:] + contenders[:shift]
 
 
-async def measure(workload: Workload, contender: Contender, ops: int) -> float:
-    await workload.prepare(contender, ops)
-    start = time.perf_counter()
-    await workload.run(contender, ops)
-    return ops / (time.perf_counter() - start)
+async def interleaved(
+    steps: dict[str, Step], count: int, per_slice: int, shift: int = 0, per_step: int = 1
+) -> dict[str, Spent]:
+    """Run ``count`` steps of each contender, ``per_slice`` at a time, taking turns.
+
+    The order of the contenders rotates from one slice to the next. Wall time and
+    the process's CPU time are taken around each slice, so between two readings
+    only that contender's work runs.
+    """
+    spent = {name: Spent() for name in steps}
+    names = list(steps)
+    for slice_no, first in enumerate(range(0, count, per_slice)):
+        last = min(first + per_slice, count)
+        for name in rotated(names, shift + slice_no):
+            step, into = steps[name], spent[name]
+            wall, cpu = time.perf_counter(), time.process_time()
+            for n in range(first, last):
+                await step(n)
+            into.cpu += time.process_time() - cpu
+            into.wall += time.perf_counter() - wall
+            into.ops += (last - first) * per_step
+    return spent
 
 
 async def run_rounds(contenders: list[Contender], rounds: int, scale: float) -> Results:
@@ -873,11 +922,16 @@ async def run_rounds(contenders: list[Contender], rounds: int, scale: float) -> 
     live = [c for c in contenders if c.error is None]
     for round_no in range(-1, rounds):  # round -1 warms connections and caches up
         for index, workload in enumerate(WORKLOADS):
-            ops = workload.scaled(scale if round_no >= 0 else scale / 4)
-            for contender in rotated(live, round_no + index):
-                rate = await measure(workload, contender, ops)
-                if round_no >= 0:
-                    results.setdefault((workload.name, contender.name), []).append(rate)
+            count = workload.scaled(scale if round_no >= 0 else scale / 4)
+            for contender in live:
+                await workload.prepare(contender, count * workload.per_step)
+            steps: dict[str, Step] = {c.name: functools.partial(workload.step, c) for c in live}
+            spent = await interleaved(
+                steps, count, workload.per_slice, round_no + index, workload.per_step
+            )
+            if round_no >= 0:
+                for name, one in spent.items():
+                    results.setdefault((workload.name, name), []).append(one)
         if round_no >= 0:
             print(f"round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
     return results
@@ -901,21 +955,24 @@ def machine(server: str) -> str:
     )
 
 
-def ratio(results: Results, workload: str, numerator: str, denominator: str) -> str:
-    """The median over rounds of each round's ratio: contenders of one round ran
-    interleaved, so load from outside the benchmark weighs on both alike."""
+def ratio(results: Results, workload: str, numerator: str, denominator: str, cpu: bool) -> str:
+    """The median over rounds of each round's ratio (the contenders of a round ran
+    interleaved, so load from outside the benchmark weighs on both alike); above 1
+    ``numerator`` is faster (wall) or spends less CPU (cpu)."""
     top, bottom = results.get((workload, numerator)), results.get((workload, denominator))
     if not top or not bottom or len(top) != len(bottom):
         return "—"
-    return f"{statistics.median(t / b for t, b in zip(top, bottom, strict=True)):.2f}x"
+    pairs = zip(top, bottom, strict=True)
+    per_round = [b.cpu_us / t.cpu_us if cpu else t.rate / b.rate for t, b in pairs]
+    return f"{statistics.median(per_round):.2f}x"
 
 
-def table_rows(contenders: list[Contender], results: Results) -> list[list[str]]:
+def table_rows(contenders: list[Contender], results: Results, cpu: bool) -> list[list[str]]:
     baselines = [SDK_SQLITE] if any(c.name == SDK_SQLITE for c in contenders) else []
     baselines += [SQLALCHEMY, FLOOR]
     short = {SDK_SQLITE: "SQLite", SQLALCHEMY: "SA", FLOOR: "floor"}
     header = [
-        "workload (per second)",
+        "CPU µs per operation" if cpu else "workload (per second)",
         *(c.name for c in contenders),
         *(f"Django/{short[name]}" for name in baselines),
     ]
@@ -923,12 +980,15 @@ def table_rows(contenders: list[Contender], results: Results) -> list[list[str]]
     for workload in WORKLOADS:
         cells = [f"{workload.name} ({workload.unit})"]
         for contender in contenders:
-            rates = results.get((workload.name, contender.name))
+            spent = results.get((workload.name, contender.name))
             if contender.error is not None:
                 cells.append(contender.error.split(":", 1)[0])
+            elif not spent:
+                cells.append("—")
             else:
-                cells.append(f"{statistics.median(rates):,.0f}" if rates else "—")
-        cells += [ratio(results, workload.name, DJANGO, name) for name in baselines]
+                value = statistics.median(s.cpu_us if cpu else s.rate for s in spent)
+                cells.append(f"{value:,.0f}")
+        cells += [ratio(results, workload.name, DJANGO, name, cpu) for name in baselines]
         rows.append(cells)
     return rows
 
@@ -955,9 +1015,13 @@ def render_markdown(rows: list[list[str]]) -> str:
 def report(
     args: argparse.Namespace, contenders: list[Contender], results: Results, server: str
 ) -> str:
-    rows = table_rows(contenders, results)
-    title = f"{args.db}: median of {args.rounds} rounds{' (quick)' if args.quick else ''}"
-    body = render_markdown(rows) if args.markdown else render_text(rows)
+    render = render_markdown if args.markdown else render_text
+    tables = [render(table_rows(contenders, results, cpu)) for cpu in (False, True)]
+    body = "\n\n".join(tables)
+    prepared = (
+        "" if args.prepare_threshold is None else f", prepare_threshold={args.prepare_threshold}"
+    )
+    title = f"{args.db}{prepared}: median of {args.rounds} rounds{' (quick)' if args.quick else ''}"
     notes = [f"{c.name}: {c.error}" for c in contenders if c.error is not None]
     if args.markdown:
         head = f"**{title}** — {machine(server)}"
@@ -1021,6 +1085,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer, shorter rounds")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--prepare-threshold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PostgreSQL: Django's alias gets OPTIONS server_side_binding=True and "
+        "prepare_threshold=N (prepared statements)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 2 if args.quick else 7
@@ -1053,7 +1125,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ods-bench-") as tmp:
         workdir = Path(tmp)
-        server = setup_django(args.db, workdir)
+        server = setup_django(args.db, workdir, args.prepare_threshold)
         contenders, results = asyncio.run(benchmark(args, workdir))
         statements = statements_per_turn()
     print(report(args, contenders, results, server))

@@ -16,9 +16,11 @@ Runs ``--turns`` turns (``get_items(limit=20)``, then ``add_items`` of 5 items, 
 
 On SQLite the SDK's ``SQLiteSession`` runs the same turns on its own file, so its
 total stands beside them. Last, what one hop costs by itself: a call of a function
-that does nothing through ``sync_to_async`` (as ``DjangoSession`` makes them) and
-through ``asyncio.to_thread`` (as ``SQLiteSession`` does). Each figure is the median
-over ``--rounds`` rounds, in microseconds per turn (per call for the hops).
+that does nothing through ``sync_to_async`` (as ``DjangoSession`` reads), through
+``run_to_completion`` (as it writes) and through ``asyncio.to_thread`` (as
+``SQLiteSession`` does), taking turns, wall time and the process's CPU time.
+Each figure is the median over ``--rounds`` rounds, in microseconds per turn (per
+call for the hops).
 Databases are set up as ``bench.py`` does (same settings and scratch database).
 """
 
@@ -114,27 +116,36 @@ async def sdk_round(path: Path, turns: int, round_no: int) -> float:
         session.close()
 
 
-async def hop_round(calls: int) -> tuple[float, float]:
-    """Microseconds per call of a no-op through ``sync_to_async`` and ``asyncio.to_thread``."""
+HOPS = ("sync_to_async", "run_to_completion", "asyncio.to_thread")
+
+
+def nothing() -> None:
+    return None
+
+
+async def hop_round(calls: int) -> dict[str, bench.Spent]:
+    """Calls of a no-op through each hop, taking turns every 20 calls (``bench.interleaved``).
+
+    ``run_to_completion`` is how ``DjangoSession`` makes its writes: ``sync_to_async``
+    plus what it takes to survive cancellation; the difference between the two is
+    that price while nothing is cancelled.
+    """
     from asgiref.sync import sync_to_async
 
-    def nothing() -> None:
-        return None
+    from openai_django_sessions.completion import run_to_completion
 
-    start = time.perf_counter()
-    for _ in range(calls):
-        await sync_to_async(nothing)()
-    middle = time.perf_counter()
-    for _ in range(calls):
-        await asyncio.to_thread(nothing)
-    end = time.perf_counter()
-    return (middle - start) / calls * 1e6, (end - middle) / calls * 1e6
+    steps: dict[str, bench.Step] = {
+        "sync_to_async": lambda _: sync_to_async(nothing)(),
+        "run_to_completion": lambda _: run_to_completion(nothing),
+        "asyncio.to_thread": lambda _: asyncio.to_thread(nothing),
+    }
+    return await bench.interleaved(steps, calls, per_slice=20)
 
 
 async def profile(args: argparse.Namespace, workdir: Path) -> list[str]:
     rounds: list[dict[str, float]] = []
     sdk: list[float] = []
-    hops: list[tuple[float, float]] = []
+    hops: list[dict[str, bench.Spent]] = []
     for round_no in range(args.rounds):
         rounds.append(await django_round(args.turns, round_no))
         if args.db == "sqlite":
@@ -145,8 +156,14 @@ async def profile(args: argparse.Namespace, workdir: Path) -> list[str]:
     lines = [f"DjangoSession: {median['total']:,.0f} us per turn ({parts})"]
     if sdk:
         lines.append(f"SQLiteSession: {statistics.median(sdk):,.0f} us per turn")
-    asgiref, threads = (statistics.median(hop[i] for hop in hops) for i in (0, 1))
-    lines.append(f"one hop: sync_to_async {asgiref:,.0f} us, asyncio.to_thread {threads:,.0f} us")
+    lines.append(
+        "one hop, wall (CPU) us per call: "
+        + ", ".join(
+            f"{name} {statistics.median(h[name].wall / h[name].ops * 1e6 for h in hops):,.1f}"
+            f" ({statistics.median(h[name].cpu_us for h in hops):,.1f})"
+            for name in HOPS
+        )
+    )
     return lines
 
 

@@ -13,7 +13,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
-from tests.settings import TEST_DB
+from tests.settings import PREPARED_STATEMENTS, TEST_DB
 
 # The tests run offline: nothing is exported to OpenAI's tracing service.
 set_tracing_disabled(True)
@@ -31,10 +31,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "vendor(name): runs only on that database (sqlite, postgresql or mysql)"
     )
+    config.addinivalue_line(
+        "markers",
+        "prepared_statements(on): runs only when TEST_PREPARED_STATEMENTS is set (True) "
+        "or only when it is not (False)",
+    )
 
 
 def _applies(item: pytest.Item) -> bool:
     if item.get_closest_marker("server_db") is not None and VENDOR == "sqlite":
+        return False
+    prepared = item.get_closest_marker("prepared_statements")
+    if prepared is not None and prepared.args[0] != PREPARED_STATEMENTS:
         return False
     only = item.get_closest_marker("vendor")
     return only is None or VENDOR in only.args

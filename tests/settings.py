@@ -35,6 +35,19 @@ _DATABASES: dict[str, dict[str, Any]] = {
     },
 }
 
+# TEST_PREPARED_STATEMENTS=1 (PostgreSQL only): the settings docs/how-to/databases.md
+# recommends, under which psycopg prepares a statement once it has run a few times on
+# a connection. Django's default (no threshold) never prepares, as PgBouncer needs.
+PREPARED_STATEMENTS = os.environ.get("TEST_PREPARED_STATEMENTS", "") == "1"
+PREPARE_THRESHOLD = 2
+if PREPARED_STATEMENTS:
+    if TEST_DB != "postgres":
+        raise ValueError("TEST_PREPARED_STATEMENTS=1 applies to TEST_DB=postgres only")
+    _DATABASES["postgres"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": PREPARE_THRESHOLD,
+    }
+
 
 def _second(config: dict, suffix: str = "other") -> dict:
     """The same server under another database name, for routing and shard tests."""
