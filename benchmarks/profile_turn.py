@@ -132,7 +132,7 @@ async def hop_round(calls: int) -> dict[str, bench.Spent]:
     """
     from asgiref.sync import sync_to_async
 
-    from openai_django_sessions.completion import run_to_completion
+    from openai_django_sessions._completion import run_to_completion
 
     steps: dict[str, bench.Step] = {
         "sync_to_async": lambda _: sync_to_async(nothing)(),

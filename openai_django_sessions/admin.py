@@ -33,7 +33,10 @@ from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import details, display, owners, routing, usage
+from . import _display as display
+from . import _owners as owners
+from . import _routing as routing
+from . import details, usage
 from .models import AgentMessage, AgentSession, session_id_contains
 
 __all__ = ["AgentSessionAdmin", "AgentSessionForm"]

@@ -14,7 +14,7 @@ class OpenAIDjangoSessionsConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import pre_delete
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import _checks as checks  # noqa: F401  (registers the system checks)
         from .deletion import delete_owned_elsewhere
 
         pre_delete.connect(

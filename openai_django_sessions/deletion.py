@@ -32,7 +32,11 @@ from django.db import router
 from django.db.models import CASCADE, ForeignKey, Model, QuerySet
 from django.db.models.deletion import Collector
 
-from . import routing, transactions
+from . import _routing as routing
+from . import _transactions as transactions
+
+# Public only as the owner's ``on_delete`` that migrations name by this path.
+__all__ = ["cascade"]
 
 # Sessions deleted per transaction on a database other than the user's.
 BATCH_SIZE = 500

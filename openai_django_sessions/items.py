@@ -28,6 +28,9 @@ from django.db import connections
 
 from . import limits
 
+# Public only as the JSON encoder that migrations name by this path.
+__all__ = ["ItemEncoder"]
+
 MAX_DEPTH = 30
 MAX_METADATA_BYTES = 7 * 2**20
 MAX_SESSION_ID_LENGTH = 255

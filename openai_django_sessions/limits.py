@@ -26,7 +26,10 @@ from collections.abc import Iterator, Sequence
 
 from django.db import connections
 
-from . import conf, transactions
+from . import _conf as conf
+from . import _transactions as transactions
+
+__all__ = ["DEFAULT_MAX_ITEM_BYTES", "max_item_bytes"]
 
 DEFAULT_MAX_ITEM_BYTES = 64 * 2**20
 # Room for the statement around the items (and each row's other columns).

@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import owners, retention, routing, signals, transactions
+from . import _owners as owners
+from . import _retention as retention
+from . import _routing as routing
+from . import _transactions as transactions
+from . import signals
 from .models import AgentMessage, AgentSession, session_id_contains
 
 if TYPE_CHECKING:

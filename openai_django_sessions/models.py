@@ -17,7 +17,8 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce, Lower
 from django.utils.translation import gettext_lazy as _
 
-from . import conf, deletion, usage
+from . import _conf as conf
+from . import deletion, usage
 from .items import ItemEncoder
 
 __all__ = [
@@ -98,7 +99,7 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         Raises ``ValueError`` for an anonymous user or a key the user model cannot
         hold, ``TypeError`` for a value that is no key (see ``owners.owner_key``).
         """
-        from .owners import owner_key
+        from ._owners import owner_key
 
         return self.filter(owner_id=owner_key(owner))
 
@@ -110,7 +111,7 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         are on that database, in the same query (a join); elsewhere (a shard),
         by a query there first, the sessions then filtered by ``owner_id``.
         """
-        from .owners import keys_of, username_field, users_database
+        from ._owners import keys_of, username_field, users_database
 
         users = users_database(self.db)
         if self.db == users:

@@ -22,7 +22,8 @@ from typing import Any
 
 from django.db.models import Model
 
-from . import conf, routing
+from . import _conf as conf
+from . import _routing as routing
 
 __all__ = ["ShardRouter", "shard_for"]
 

@@ -18,24 +18,19 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.dispatch import Signal
 
-from . import (
-    compaction,
-    conf,
-    details,
-    leases,
-    rebalance,
-    retention,
-    routing,
-    signals,
-    storage,
-    tables,
-    transactions,
-    usage,
-)
-from .completion import run_to_completion
+from . import _conf as conf
+from . import _leases as leases
+from . import _rebalance as rebalance
+from . import _retention as retention
+from . import _routing as routing
+from . import _storage as storage
+from . import _tables as tables
+from . import _transactions as transactions
+from . import compaction, details, signals, usage
+from ._completion import run_to_completion
+from ._owners import owner_key
 from .items import check_items, check_session_id
 from .models import AgentMessage, AgentSession
-from .owners import owner_key
 
 if TYPE_CHECKING:
     from agents.run_context import RunContextWrapper
@@ -164,7 +159,7 @@ class DjangoSession(SessionABC):
     ``expires_after`` raise ``ValueError`` (those tables lack the columns).
     On MySQL/MariaDB, the first call on a table whose ``session_id`` column
     compares ids ignoring case, accents or trailing spaces (one created by
-    0.1/0.2) raises ``tables.LooseSessionIds`` naming the command that converts it.
+    0.1/0.2) raises ``exceptions.LooseSessionIds`` naming the command that converts it.
 
     The four protocol methods accept the SDK's keyword-only ``wrapper`` (its
     ``RunContextWrapper``), so the ``Runner`` hands the run context over; with it,

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import django
 
-from . import maintenance, routing
+from . import _routing as routing
+from . import maintenance
 from .models import AgentSession
+
+__all__ = ["purge_expired"]
 
 
 def purge_expired(*, using: str | None = None, batch_size: int = 500) -> dict[str, int]:
@@ -31,6 +34,8 @@ def purge_expired(*, using: str | None = None, batch_size: int = 500) -> dict[st
 
 if django.VERSION >= (6, 0):
     from django.tasks import task
+
+    __all__ += ["purge_expired_conversations"]
 
     @task
     def purge_expired_conversations(batch_size: int = 500) -> dict[str, int]:

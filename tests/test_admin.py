@@ -492,9 +492,9 @@ def test_admin_reads_the_database_named_in_the_setting(admin_client: Client, set
 def test_admin_checks_and_command_load_without_importing_the_agents_sdk() -> None:
     code = (
         "import sys, django; django.setup();"
-        "import openai_django_sessions.admin, openai_django_sessions.checks;"
+        "import openai_django_sessions.admin, openai_django_sessions._checks;"
         "import openai_django_sessions.management.commands.agent_sessions;"
-        "from openai_django_sessions.checks import check_settings; check_settings();"
+        "from openai_django_sessions._checks import check_settings; check_settings();"
         "print(sorted(m for m in sys.modules if m == 'agents' or m.startswith('agents.')))"
     )
     result = subprocess.run(

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
-from openai_django_sessions import checks
+from openai_django_sessions import _checks as checks
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from model_bakery import baker
 
-from openai_django_sessions import DjangoSession, maintenance, storage, transfer
+from openai_django_sessions import DjangoSession, maintenance
+from openai_django_sessions import _storage as storage
+from openai_django_sessions import _transfer as transfer
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 
 pytestmark = pytest.mark.django_db

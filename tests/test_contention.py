@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, connections, transaction
 
-from openai_django_sessions import DjangoSession, transactions
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _transactions as transactions
 from openai_django_sessions.models import AgentMessage, AgentSession
 from tests.conftest import in_request, in_requests
 

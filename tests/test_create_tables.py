@@ -10,7 +10,8 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.db.migrations.recorder import MigrationRecorder
 
-from openai_django_sessions import DjangoSession, tables
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _tables as tables
 from openai_django_sessions.models import AgentMessage, AgentSession
 from tests.conftest import in_requests
 

@@ -13,7 +13,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from openai_django_sessions import DjangoSession, checks, tables
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _checks as checks
+from openai_django_sessions import _tables as tables
+from openai_django_sessions.exceptions import LooseSessionIds
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,10 +63,10 @@ def legacy_session(session_id: str, names: tuple[str, str]) -> DjangoSession:
 async def test_a_table_comparing_ids_loosely_is_refused_at_first_use_naming_the_command(legacy):
     for _, other in LOOKALIKES:
         intruder = legacy_session(other, legacy)
-        with pytest.raises(tables.LooseSessionIds, match=r"ignoring case, accents") as refused:
+        with pytest.raises(LooseSessionIds, match=r"ignoring case, accents") as refused:
             await intruder.get_items()
         assert f"convert-ids --sessions-table {legacy[0]} --database default" in str(refused.value)
-        with pytest.raises(tables.LooseSessionIds):
+        with pytest.raises(LooseSessionIds):
             await intruder.add_items([{"mine": other}])
 
     session_model, _ = tables.models_for(*legacy)

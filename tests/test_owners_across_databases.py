@@ -224,7 +224,7 @@ def test_the_admin_deletes_a_user_and_lists_their_conversations_on_every_shard(a
 
 @_on_shards
 def test_a_shard_that_kept_the_owner_constraint_is_E009_until_migrated_again():
-    from openai_django_sessions.checks import check_owner_constraints
+    from openai_django_sessions._checks import check_owner_constraints
 
     def errors() -> list[str]:
         return [e.id for e in check_owner_constraints(databases=SHARDS)]

@@ -40,7 +40,8 @@ from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
 
-from openai_django_sessions import DjangoSession, routing, signals
+from openai_django_sessions import DjangoSession, signals
+from openai_django_sessions import _routing as routing
 from openai_django_sessions.compaction import CompactionSession
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from openai_django_sessions.routers import shard_for

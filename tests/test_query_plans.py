@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from openai_django_sessions import DjangoSession, storage
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _storage as storage
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -24,8 +24,8 @@ from django.db.models.signals import pre_delete
 from django.test import override_settings
 
 from openai_django_sessions import DjangoSession
+from openai_django_sessions._rebalance import MoveConflict, move
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
-from openai_django_sessions.rebalance import MoveConflict, move
 from openai_django_sessions.routers import shard_for
 from tests.settings import NEW_SHARD, SHARDS
 

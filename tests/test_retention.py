@@ -18,7 +18,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.test import override_settings
 
-from openai_django_sessions import DjangoSession, checks, maintenance, signals, tasks
+from openai_django_sessions import DjangoSession, maintenance, signals, tasks
+from openai_django_sessions import _checks as checks
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from openai_django_sessions.routers import shard_for
 from openai_django_sessions.tasks import purge_expired

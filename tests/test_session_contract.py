@@ -11,7 +11,8 @@ import pytest
 from agents.memory import Session, SessionSettings
 from asgiref.sync import sync_to_async
 
-from openai_django_sessions import DjangoSession, storage
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _storage as storage
 from openai_django_sessions import session as session_module
 from openai_django_sessions.models import AgentMessage, AgentSession
 
@@ -270,7 +271,7 @@ async def test_backends_without_returning_keep_the_contract(monkeypatch):
 
 
 async def test_pop_with_custom_table_names_uses_those_tables():
-    from openai_django_sessions import tables
+    from openai_django_sessions import _tables as tables
 
     names = {"sessions_table": "pop_sessions", "messages_table": "pop_messages"}
     session = DjangoSession("pop-custom", create_tables=True, **names)

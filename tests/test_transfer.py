@@ -18,7 +18,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, models
 
-from openai_django_sessions import DjangoSession, transfer
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _transfer as transfer
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from tests.settings import OTHER_VENDOR
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import models
 from model_bakery import baker
 
-from openai_django_sessions import transfer
+from openai_django_sessions import _transfer as transfer
 from openai_django_sessions.models import AgentMessage, AgentSession
 
 pytestmark = pytest.mark.django_db

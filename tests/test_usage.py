@@ -18,7 +18,8 @@ from agents.usage import Usage
 from django.db import DatabaseError
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
-from openai_django_sessions import DjangoSession, storage
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _storage as storage
 from openai_django_sessions.compaction import CompactionSession
 from openai_django_sessions.models import AgentSession, AgentUsage
 from openai_django_sessions.usage import UsageTotals, atotals, session_annotations

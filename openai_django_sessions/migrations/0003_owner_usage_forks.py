@@ -5,7 +5,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from openai_django_sessions import conf
+from openai_django_sessions import _conf as conf
 
 
 class Migration(migrations.Migration):

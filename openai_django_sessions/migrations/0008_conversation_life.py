@@ -6,7 +6,7 @@
 from django.db import migrations, models
 
 import openai_django_sessions.models
-from openai_django_sessions import conf
+from openai_django_sessions import _conf as conf
 
 
 class Migration(migrations.Migration):

@@ -15,7 +15,8 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.test import Client
 
-from openai_django_sessions import DjangoSession, transfer
+from openai_django_sessions import DjangoSession
+from openai_django_sessions import _transfer as transfer
 from openai_django_sessions.models import AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +53,7 @@ async def test_lookalike_ids_stay_apart_in_tables_created_on_first_use():
     finally:
         from asgiref.sync import sync_to_async
 
-        from openai_django_sessions import tables
+        from openai_django_sessions import _tables as tables
 
         def drop() -> None:
             pair = tables.models_for("exact_ids_s", "exact_ids_m")

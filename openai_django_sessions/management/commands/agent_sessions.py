@@ -25,7 +25,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ... import conf, display, maintenance, owners, rebalance, routing, tables, transfer, usage
+from ... import _conf as conf
+from ... import _display as display
+from ... import _owners as owners
+from ... import _rebalance as rebalance
+from ... import _routing as routing
+from ... import _tables as tables
+from ... import _transfer as transfer
+from ... import maintenance, usage
 from ...items import check_session_id
 from ...models import AgentMessage, AgentSession, AgentUsage
 

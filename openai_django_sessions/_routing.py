@@ -16,7 +16,7 @@ from __future__ import annotations
 from django.db import router
 from django.db.models import Model
 
-from . import conf
+from . import _conf as conf
 
 SESSION_ID_HINT = "session_id"
 

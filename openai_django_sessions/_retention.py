@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
-from . import conf, leases
+from . import _conf as conf
+from . import _leases as leases
 
 
 def check_expires_after(value: object) -> datetime.timedelta | None:

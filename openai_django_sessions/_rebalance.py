@@ -28,7 +28,10 @@ from typing import Any
 
 from django.db.models import Model
 
-from . import conf, routing, storage, transactions
+from . import _conf as conf
+from . import _routing as routing
+from . import _storage as storage
+from . import _transactions as transactions
 from .models import AgentMessage, AgentSession, AgentUsage
 from .routers import shard_for
 

@@ -51,7 +51,11 @@ from django.db import DatabaseError, IntegrityError, models
 from django.utils import timezone
 from django.utils.duration import duration_iso_string
 
-from . import details, owners, routing, storage, transactions, usage
+from . import _owners as owners
+from . import _routing as routing
+from . import _storage as storage
+from . import _transactions as transactions
+from . import details, usage
 from .items import MAX_DEPTH, check_items, check_json_object, check_session_id, check_text
 from .models import AgentMessage, AgentSession, AgentUsage
 

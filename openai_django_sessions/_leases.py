@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 from django.utils import timezone
 
-from . import transactions
-from .completion import run_to_completion
+from . import _transactions as transactions
+from ._completion import run_to_completion
+from ._storage import Storage, _column, _field
 from .exceptions import SessionBusy
 from .models import AgentSessionLease
-from .storage import Storage, _column, _field
 
 if TYPE_CHECKING:
     from .session import DjangoSession

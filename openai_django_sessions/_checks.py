@@ -33,7 +33,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import conf, deletion, routing, tables
+from . import _conf as conf
+from . import _routing as routing
+from . import _tables as tables
+from . import deletion
 
 if TYPE_CHECKING:
     from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper

@@ -20,11 +20,12 @@ except ImportError:  # Windows: processes are not serialized on SQLite
     fcntl = None  # type: ignore[assignment]
 
 from django.apps.registry import Apps
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, models
 from django.db.migrations.executor import MigrationExecutor
 
-from . import conf, transactions
+from . import _conf as conf
+from . import _transactions as transactions
+from .exceptions import LooseSessionIds
 from .models import AbstractAgentMessage, AbstractAgentSession, AgentMessage, AgentSession
 
 ModelPair = tuple[type[AbstractAgentSession], type[AbstractAgentMessage]]
@@ -236,10 +237,6 @@ def _create_table(alias: str, model: type[models.Model]) -> None:
 
 
 # -- session ids that compare loosely (tables of 0.1/0.2 on MySQL/MariaDB) -----------
-
-
-class LooseSessionIds(ImproperlyConfigured):
-    """A sessions table whose ``session_id`` ignores case, accents or trailing spaces."""
 
 
 _exact: set[tuple[str, str]] = set()

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models, router
 
-from . import routing
+from . import _routing as routing
 
 # What a primary key is given as: its text (from a URL, ``request.session``...),
 # an int or a UUID. Anything else (1.5, Decimal("1.9"), b"1") would be converted
