@@ -285,7 +285,7 @@ def test_erase_owner_deletes_that_users_conversations_on_every_shard(alice, bob)
     _, theirs = alice_and_bob_on_every_shard(alice, bob)
 
     with no_session_tables_on_default():
-        said = command("erase", "--owner", "alice")
+        said = command("erase", "--owner", "alice", "--noinput")
 
     assert "Deleted 3 session(s) and 6 message(s) of 'alice'." in said
     assert sorted(s for found in rows(SHARDS).values() for s, _, _ in found) == sorted(theirs)
@@ -310,7 +310,7 @@ def test_import_gives_conversations_on_shards_their_owners_by_username(alice, bo
     mine, _ = alice_and_bob_on_every_shard(alice, bob)
     exported = tmp_path / "alice.jsonl"
     exported.write_text(command("export", "--owner", "alice"))
-    command("erase", "--owner", "alice")
+    command("erase", "--owner", "alice", "--noinput")
 
     with no_session_tables_on_default():
         command("import", str(exported))
