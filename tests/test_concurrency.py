@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection, connections, transaction
+from django.db import connection, connections
 from django.utils import timezone
 
 from openai_django_sessions import DjangoSession
 from openai_django_sessions.models import AgentMessage, AgentSession
 from tests.conftest import in_request, in_requests
+from tests.row_locks import held_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,28 +104,11 @@ async def test_concurrent_adds_pops_and_clears_never_raise():
 # -- cancellation -------------------------------------------------------------
 
 
-@contextmanager
-def session_lock_held(session_id: str) -> Iterator[None]:
+def session_lock_held(session_id: str) -> AbstractContextManager[None]:
     """Hold the session row's lock (SQLite: the write lock) from another thread."""
-    ready, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                AgentSession.objects.filter(session_id=session_id).update(updated_at=timezone.now())
-                ready.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(20)
+    return held_elsewhere(
+        lambda: AgentSession.objects.filter(session_id=session_id).update(updated_at=timezone.now())
+    )
 
 
 async def run_cancelled_while_locked(session_id: str, operation) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from functools import partial
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.db import connection, transaction
+from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,6 +20,7 @@ import openai_django_sessions
 from openai_django_sessions import DjangoSession, SessionBusy
 from openai_django_sessions.models import AgentSessionLease
 from openai_django_sessions.routers import shard_for
+from tests.row_locks import held_elsewhere
 from tests.settings import SHARDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -199,28 +199,11 @@ async def test_taking_and_giving_back_a_free_lease_cost_one_statement_each(alice
     assert await AgentSessionLease.objects.acount() == 0
 
 
-@contextmanager
-def lease_row_locked(session_id: str) -> Iterator[None]:
+def lease_row_locked(session_id: str) -> AbstractContextManager[None]:
     """Hold the lease row's lock (SQLite: the write lock) from another thread."""
-    ready, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                AgentSessionLease.objects.filter(session_id=session_id).update(token="locker")
-                ready.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(20)
+    return held_elsewhere(
+        lambda: AgentSessionLease.objects.filter(session_id=session_id).update(token="locker")
+    )
 
 
 async def test_a_run_cancelled_while_taking_the_lease_leaves_no_lease_behind():
