@@ -307,7 +307,7 @@ class Storage:
         """The session row's details by field name; ``None`` if there is no row.
 
         ``pk``, ``session_id``, the timestamps and, for models that have them
-        (``has_details``), ``owner_id``, ``title`` and ``metadata``.
+        (``has_details``), ``owner_id``, ``title``, ``metadata`` and ``expires_after``.
         ``PermissionDenied`` with ``owner`` if the row is someone else's. ``lock``
         locks the row (``SELECT ... FOR UPDATE``) until the transaction ends,
         without bumping its ``updated_at``.
@@ -317,7 +317,7 @@ class Storage:
             rows = rows.select_for_update()
         names = ["pk", "session_id", "created_at", "updated_at"]
         if self.has_details:
-            names[2:2] = ["owner_id", "title", "metadata"]
+            names[2:2] = ["owner_id", "title", "metadata", "expires_after"]
         row = rows.filter(session_id=session_id).values(*names).first()
         if row is not None and owner is not None and row["owner_id"] != owner:
             raise PermissionDenied(_refusal(session_id))
@@ -341,7 +341,8 @@ class Storage:
         return {name: int(row[name]) for name in COUNTERS}
 
     def update_details(self, *, session_pk: int, values: Mapping[str, Any]) -> None:
-        """Set ``values`` (title, metadata) on the row; ``updated_at`` is left as it is."""
+        """Set ``values`` (title, metadata, expires_after) on the row; ``updated_at`` is
+        left as it is."""
         if values:
             rows = self.session_model._default_manager.using(self.alias)
             rows.filter(pk=session_pk).update(**values)

@@ -35,6 +35,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import _display as display
 from . import _owners as owners
+from . import _retention as retention
 from . import _routing as routing
 from . import details, usage
 from .models import AgentMessage, AgentSession, session_id_contains
@@ -172,17 +173,40 @@ class MetadataField(forms.JSONField):
 
 
 class AgentSessionForm(forms.ModelForm):
-    """Title and metadata, the only fields staff edit.
+    """Title, metadata and retention, the only fields staff edit.
 
-    Both pass the checks ``DjangoSession`` applies (``details.check_title`` and
-    ``details.check_metadata``), so the admin stores nothing the library would
-    refuse, and refuses it the same way on every database.
+    They pass the checks ``DjangoSession`` applies (``details.check_title``,
+    ``details.check_metadata``, ``retention.check_expires_after``), so the
+    admin stores nothing the library would refuse, and refuses it the same way
+    on every database. The retention of a conversation that has expired cannot
+    change: its history is gone for the library, and must not come back.
     """
 
     class Meta:
         model = AgentSession
-        fields = ("title", "metadata")
+        fields = ("title", "metadata", "expires_after")
         field_classes = {"metadata": MetadataField}
+        help_texts = {
+            "expires_after": _(
+                "How long the conversation is kept after its last activity, as "
+                "“DD HH:MM:SS” (“30 00:00:00”: 30 days). Empty: the EXPIRE_AFTER setting."
+            )
+        }
+
+    def clean_expires_after(self) -> Any:
+        value = self.cleaned_data["expires_after"]
+        if value is not None:
+            value = _checked(retention.check_expires_after, value)
+        if "expires_after" in self.changed_data and self.instance.pk is not None:
+            rows = AgentSession.objects.using(self.instance._state.db).filter(pk=self.instance.pk)
+            if retention.expired(rows).exists():
+                raise forms.ValidationError(
+                    _(
+                        "This conversation has expired: its history is gone and will be "
+                        "purged, so its retention can no longer change."
+                    )
+                )
+        return value
 
     def clean_title(self) -> Any:
         return _checked(details.check_title, self.cleaned_data["title"])
@@ -226,6 +250,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
         "owner_name",
         "title",
         "metadata",
+        "expires_after",
         "message_count",
         "usage",
         "created_at",

@@ -8,7 +8,7 @@ conversation after its first user message when no title was given.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .items import check_json_object, check_text
@@ -29,6 +29,8 @@ class SessionDetails:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    # The conversation's own retention; None: the EXPIRE_AFTER setting applies.
+    expires_after: timedelta | None = None
 
 
 def check_title(title: object) -> str:

@@ -80,6 +80,17 @@ def _settings_from_dict(value: dict[str, Any]) -> SessionSettings:
 _MAX_LIMIT = 2**63 - 1
 
 
+class _Keep:
+    """The default of ``aupdate_details(expires_after=...)``: leave it as it is
+    (``None`` means something: the setting applies again)."""
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_KEEP = _Keep()
+
+
 def _check_limit(limit: object, what: str) -> int | None:
     """``limit`` if it is ``None`` or a count (``True`` is not one), at most ``_MAX_LIMIT``."""
     if limit is None:
@@ -277,10 +288,16 @@ class DjangoSession(SessionABC):
         *,
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
+        expires_after: datetime.timedelta | float | _Keep | None = _KEEP,
     ) -> details.SessionDetails:
-        """Set the title and/or replace the metadata; return the details as stored.
+        """Set the title, replace the metadata and/or change the conversation's own
+        retention; return the details as stored.
 
-        Creates the row (with this session's owner) if there is none yet.
+        ``expires_after`` (a ``timedelta`` or seconds) counts from the last
+        activity, as when given to the constructor; ``None`` removes the
+        conversation's own retention, so that ``EXPIRE_AFTER`` applies again.
+        Creates the row (with this session's owner) if there is none yet, and
+        starts afresh a conversation that has expired, as a write does.
         ``updated_at``, the last activity, is left as it is. ``TypeError`` /
         ``ValueError`` for bad values before anything is written;
         ``PermissionDenied`` if the row is another owner's.
@@ -291,6 +308,8 @@ class DjangoSession(SessionABC):
             changes["title"] = details.check_title(title)
         if metadata is not None:
             changes["metadata"] = details.check_metadata(metadata)
+        if not isinstance(expires_after, _Keep):
+            changes["expires_after"] = retention.check_expires_after(expires_after)
         return await run_to_completion(partial(self._update_details, changes))
 
     def _require_details(self) -> None:
@@ -325,6 +344,7 @@ class DjangoSession(SessionABC):
         store = self._storage(write=True)
 
         def update() -> details.SessionDetails:
+            self._purge_if_expired(store)
             row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
             if row is None:
                 # A first add_items may create the row after this read: the upsert
@@ -415,7 +435,8 @@ class DjangoSession(SessionABC):
         """Copy this conversation (all of it, or its first ``keep`` items) into a new one.
 
         Returns the ``DjangoSession`` of ``new_session_id`` (same tables and
-        options). The new row copies owner, title and metadata and records
+        options). The new row copies owner, title, metadata and retention
+        (``expires_after``) and records
         ``forked_from`` (this session's id) and ``forked_from_position`` (how many
         of its items were copied: the fork continues it after that item; ``0`` if
         none were). This session is unchanged.
@@ -691,7 +712,7 @@ class DjangoSession(SessionABC):
         through, count = store.fork_point(session_id=self.session_id, keep=keep)
         values: dict[str, Any] = {"_source_pk": row["pk"], "_through_id": through}
         if self.session_model is AgentSession:
-            copied = ("owner_id", "title", "metadata")
+            copied = ("owner_id", "title", "metadata", "expires_after")
             values.update(
                 {name: row[name] for name in copied},
                 forked_from=self.session_id,

@@ -329,6 +329,53 @@ def test_title_the_library_refuses_is_refused_by_the_form(admin_client: Client) 
     assert AgentSession.objects.get().title == ""
 
 
+def test_staff_change_a_conversations_retention_without_touching_its_activity(
+    admin_client: Client,
+) -> None:
+    session = make_session("chat")
+    before = AgentSession.objects.get()
+
+    post = admin_client.post(
+        change_url(session), {"title": "", "metadata": "{}", "expires_after": "7 00:00:00"}
+    )
+
+    after = AgentSession.objects.get()
+    assert post.status_code == 302
+    assert after.expires_after == timedelta(days=7)
+    assert after.updated_at == before.updated_at
+
+
+@pytest.mark.parametrize("value", ["0", "-1 00:00:00"])
+def test_a_retention_the_library_refuses_is_refused_by_the_form(
+    admin_client: Client, value: str
+) -> None:
+    session = make_session("chat")
+
+    response = admin_client.post(
+        change_url(session), {"title": "", "metadata": "{}", "expires_after": value}
+    )
+
+    assert response.status_code == 200
+    assert "expires_after must be" in response.content.decode()
+    assert AgentSession.objects.get().expires_after is None
+
+
+def test_an_expired_conversations_retention_cannot_be_changed(admin_client: Client) -> None:
+    session = make_session("chat")
+    AgentSession.objects.filter(pk=session.pk).update(
+        expires_after=timedelta(days=1),
+        updated_at=timezone.now() - timedelta(days=2),
+    )
+
+    response = admin_client.post(
+        change_url(session), {"title": "", "metadata": "{}", "expires_after": "30 00:00:00"}
+    )
+
+    assert response.status_code == 200
+    assert "This conversation has expired" in response.content.decode()
+    assert AgentSession.objects.get().expires_after == timedelta(days=1)
+
+
 def test_view_only_staff_cannot_change_title_or_metadata(
     staff_client: Client, django_user_model: Any
 ) -> None:

@@ -146,6 +146,68 @@ async def test_another_users_expired_conversation_is_still_refused(clock, alice,
 
 
 @THIRTY_DAYS
+async def test_a_conversations_retention_can_be_changed_and_handed_back_to_the_setting(clock):
+    session = DjangoSession("chat")
+    await session.add_items(HELLO)
+    assert (await session.aget_details()).expires_after is None
+
+    stored = await session.aupdate_details(expires_after=60 * DAY)
+    assert stored.expires_after == 60 * DAY
+    clock.advance(45 * DAY)  # past the setting, within its own
+    assert await session.get_items() == HELLO
+    found = await sync_to_async(maintenance.prune)("default", expired=True, dry_run=True)
+    assert found.sessions == 0
+
+    stored = await session.aupdate_details(expires_after=None)  # the setting again
+    assert stored.expires_after is None
+    assert await session.get_items() == []
+
+
+async def test_changing_the_retention_counts_from_the_last_activity_and_is_no_activity(clock):
+    session = DjangoSession("chat", expires_after=10 * DAY)
+    await session.add_items(HELLO)
+    clock.advance(5 * DAY)
+    before = (await session.aget_details()).updated_at
+
+    stored = await session.aupdate_details(expires_after=2 * DAY)  # ended 3 days ago
+    assert stored.updated_at == before
+    assert await session.get_items() == []
+
+
+@THIRTY_DAYS
+async def test_changing_an_expired_conversations_retention_does_not_bring_it_back(clock, cleared):
+    session = DjangoSession("chat")
+    await session.add_items(HELLO)
+    clock.advance(31 * DAY)
+
+    stored = await session.aupdate_details(expires_after=365 * DAY)
+    assert stored.expires_after == 365 * DAY
+    assert await session.get_items() == []
+    assert cleared == ["chat"]
+    assert await AgentMessage.objects.acount() == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-DAY, ValueError), ("7 days", TypeError)]
+)
+async def test_a_bad_retention_change_is_refused_before_anything_is_written(value, error):
+    session = DjangoSession("chat", expires_after=DAY)
+    await session.add_items(HELLO)
+
+    with pytest.raises(error, match="expires_after"):
+        await session.aupdate_details(title="kept?", expires_after=value)
+    stored = await session.aget_details()
+    assert (stored.title, stored.expires_after) == ("hello", DAY)
+
+
+async def test_a_fork_keeps_its_sources_retention(clock):
+    await DjangoSession("chat", expires_after=7 * DAY).add_items(HELLO)
+
+    fork = await DjangoSession("chat").afork("copy")
+    assert (await fork.aget_details()).expires_after == 7 * DAY
+
+
+@THIRTY_DAYS
 def test_prune_expired_deletes_in_batches_with_usage_rows_and_signals(clock, cleared):
     for n in range(5):
         session = DjangoSession(f"old-{n}")
