@@ -133,14 +133,17 @@ def _shown(event: object) -> TurnEvent | None:
 async def undo_last_exchange(session_id: str, owner: Any = None) -> int:
     """Remove the newest items up to and including the last user message.
 
-    Returns how many items were removed (0 for an empty conversation).
+    Returns how many items were removed (0 for an empty conversation). Holds
+    the conversation as a turn does: while a turn is being written (in any tab,
+    process or the terminal) it raises ``SessionBusy`` and removes nothing.
     """
     session = session_for(session_id, owner)
     removed = 0
-    while (item := await session.pop_item()) is not None:
-        removed += 1
-        if history.is_user_message(history.as_dict(item)):
-            break
+    async with session.exclusive(timeout=0.0):
+        while (item := await session.pop_item()) is not None:
+            removed += 1
+            if history.is_user_message(history.as_dict(item)):
+                break
     return removed
 
 
@@ -158,4 +161,7 @@ async def fork_before(session_id: str, owner: Any, new_session_id: str, index: i
 
 
 async def clear_conversation(session_id: str, owner: Any = None) -> None:
-    await session_for(session_id, owner).clear_session()
+    """Delete the whole history; ``SessionBusy`` while a turn is being written."""
+    session = session_for(session_id, owner)
+    async with session.exclusive(timeout=0.0):
+        await session.clear_session()

@@ -340,9 +340,10 @@ async def rename(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 async def undo(request: HttpRequest, session_id: str) -> HttpResponse:
     """Remove the last exchange: items back to, and including, the last user message."""
-    return await _change_history(
+    await _change_history(
         request, session_id, agent.undo_last_exchange, "Wait for the reply before undoing."
     )
+    return redirect("chat:conversation", session_id=session_id)
 
 
 @login_required
@@ -358,9 +359,10 @@ async def clear(request: HttpRequest, session_id: str) -> HttpResponse:
             "the empty conversation stays open.",
             action="Clear",
         )
-    return await _change_history(
+    await _change_history(
         request, session_id, agent.clear_conversation, "Wait for the reply before clearing."
     )
+    return redirect("chat:conversation", session_id=session_id)
 
 
 @login_required
@@ -376,14 +378,13 @@ async def delete(request: HttpRequest, session_id: str) -> HttpResponse:
             "and it leaves your list.",
             action="Delete",
         )
-    response = await _change_history(
+    if await _change_history(
         request, session_id, agent.clear_conversation, "Wait for the reply before deleting."
-    )
-    if await visitor.pending_turn(request, session_id) is None:
+    ):
         await visitor.remove_conversation(request, session_id)
         messages.success(request, "Conversation deleted.")
         return redirect("chat:list")
-    return response
+    return redirect("chat:conversation", session_id=session_id)
 
 
 async def _confirmation(
@@ -406,14 +407,23 @@ async def _change_history(
     session_id: str,
     change: Callable[[str, Any], Awaitable[object]],
     refusal: str,
-) -> HttpResponse:
-    """Apply ``change`` to the user's conversation, unless a background turn is running."""
+) -> bool:
+    """Apply ``change`` to the user's conversation; whether it was applied.
+
+    Refused with the notice ``refusal`` while a turn is being written: a
+    background turn of this visitor's, or any turn holding the conversation
+    (a reply streaming in another tab, the terminal): ``change`` takes the
+    conversation's lease as a turn does.
+    """
     user = await _require_owned(request, session_id)
-    if await visitor.pending_turn(request, session_id):
-        await visitor.set_notice(request, session_id, error=refusal)
-    else:
-        await change(session_id, user)
-    return redirect("chat:conversation", session_id=session_id)
+    if not await visitor.pending_turn(request, session_id):
+        try:
+            await change(session_id, user)
+            return True
+        except SessionBusy:
+            pass
+    await visitor.set_notice(request, session_id, error=refusal)
+    return False
 
 
 @login_required

@@ -126,3 +126,23 @@ async def test_a_line_sent_while_another_turn_holds_the_conversation_is_refused(
     assert "a reply is still being written in this conversation elsewhere" in err.getvalue()
     items = await agent.session_for("term-busy").get_items()
     assert len(items) == 2  # the first exchange only
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_undo_and_clear_wait_while_another_turn_holds_the_conversation() -> None:
+    from asgiref.sync import sync_to_async
+
+    from chat import agent
+
+    await sync_to_async(chat)("term-held", "My name is Ada")
+    err = io.StringIO()
+
+    def send_lines() -> None:
+        stdin = io.StringIO("/undo\n/clear\n")
+        call_command("chat", "term-held", stdin=stdin, stdout=io.StringIO(), stderr=err)
+
+    async with agent.session_for("term-held").exclusive(timeout=0.0):
+        await sync_to_async(send_lines, thread_sensitive=False)()
+
+    assert err.getvalue().count("still being written in this conversation elsewhere") == 2
+    assert len(await agent.session_for("term-held").get_items()) == 2

@@ -347,3 +347,41 @@ async def test_a_send_while_another_turn_holds_the_conversation_is_refused_and_k
     ]
     await client.post(reverse("chat:send", args=[session_id]), {"message": "first tab"})
     assert (await sync_to_async(stored_texts)(session_id))[2] == "first tab"  # free again
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_undo_clear_and_delete_wait_while_another_turn_holds_the_conversation() -> None:
+    """A reply streaming in another tab holds the conversation: undoing, clearing or
+    deleting it then changes nothing and says why; once the reply ends they work."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from chat import agent
+
+    user = await sync_to_async(get_user_model().objects.create)(username="ada")
+    client = AsyncClient()
+    await client.aforce_login(user)
+    session_id = (await client.post(reverse("chat:new"))).url.rstrip("/").rsplit("/", 1)[1]
+    await client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
+    conversation = reverse("chat:conversation", args=[session_id])
+    refusals = {
+        "chat:undo": "Wait for the reply before undoing.",
+        "chat:clear": "Wait for the reply before clearing.",
+        "chat:delete": "Wait for the reply before deleting.",
+    }
+
+    async with agent.session_for(session_id, user).exclusive(timeout=0.0):
+        for name, refusal in refusals.items():
+            response = await client.post(reverse(name, args=[session_id]))
+            assert response.url == conversation, name
+            html = (await client.get(conversation)).content.decode()
+            assert refusal in html, name
+            assert await sync_to_async(stored_texts)(session_id) == [
+                "My name is Ada",
+                "Offline model: Nice to meet you, Ada. I will remember your name.",
+            ], name
+    listed = (await client.get(reverse("chat:list"))).content.decode()
+    assert session_id in listed
+
+    await client.post(reverse("chat:undo", args=[session_id]))
+    assert await sync_to_async(stored_texts)(session_id) == []

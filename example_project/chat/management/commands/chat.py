@@ -33,6 +33,9 @@ from chat.transcript import as_terminal_lines, build_transcript
 HELP_LINE = "Commands: /undo (remove the last exchange), /clear, /history, /quit."
 PROMPT = "you> "
 WAKE_SECONDS = 0.2
+BUSY_ELSEWHERE = (
+    "(a reply is still being written in this conversation elsewhere: try again in a moment)"
+)
 
 
 @contextmanager
@@ -137,11 +140,19 @@ class Command(BaseCommand):
             if text == "/history":
                 self._print_history(session_id)
             elif text == "/undo":
-                removed = async_to_sync(agent.undo_last_exchange)(session_id, self.owner)
-                self.stdout.write(f"(removed {plural(removed, 'item')})")
+                try:
+                    removed = async_to_sync(agent.undo_last_exchange)(session_id, self.owner)
+                except SessionBusy:
+                    self.stderr.write(BUSY_ELSEWHERE)
+                else:
+                    self.stdout.write(f"(removed {plural(removed, 'item')})")
             elif text == "/clear":
-                async_to_sync(agent.clear_conversation)(session_id, self.owner)
-                self.stdout.write("(conversation cleared)")
+                try:
+                    async_to_sync(agent.clear_conversation)(session_id, self.owner)
+                except SessionBusy:
+                    self.stderr.write(BUSY_ELSEWHERE)
+                else:
+                    self.stdout.write("(conversation cleared)")
             elif text.startswith("/"):
                 self.stdout.write(f"(unknown command {text}) {HELP_LINE}")
             else:
@@ -162,10 +173,7 @@ class Command(BaseCommand):
         try:
             async_to_sync(agent.run_turn)(session_id, text, self.owner)
         except SessionBusy:
-            self.stderr.write(
-                "(a reply is still being written in this conversation elsewhere: "
-                "send your message again in a moment)"
-            )
+            self.stderr.write(BUSY_ELSEWHERE)
             return
         except (ValueError, TypeError) as exc:
             self.stderr.write(f"(this message could not be stored: {exc})")
