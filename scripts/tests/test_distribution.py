@@ -220,3 +220,29 @@ def test_the_wheel_installs_into_a_new_project_that_checks_and_migrates(
     assert "Applying openai_django_sessions.0001_initial... OK" in migrated
     shown = run(python, "manage.py", "agent_sessions", "list", cwd=project)
     assert shown.strip() == "No sessions."
+
+
+def test_the_oldest_setuptools_the_build_allows_builds_the_same_wheel(
+    dists: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``requires = ["setuptools>=77"]``: the floor itself builds the same files and
+    metadata fields (77 is the first to read ``license`` as an SPDX expression)."""
+    _, wheel = dists
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    python = venv / "bin" / "python"
+    run(python, "-m", "pip", "install", "--quiet", "setuptools==77.0.1", "build")
+    source = tmp_path / "checkout"
+    with tarfile.open(dists[0]) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (unpacked,) = [path for path in tmp_path.iterdir() if path.name.startswith("openai_django")]
+    unpacked.rename(source)
+    out = tmp_path / "dist"
+    run(python, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, source)
+    (oldest,) = out.glob("*.whl")
+
+    assert oldest.name == wheel.name
+    assert wheel_names(oldest) == wheel_names(wheel)
+    fields = ("Name", "Version", "License-Expression", "License-File", "Requires-Dist")
+    for field in fields:
+        assert wheel_metadata(oldest).get_all(field) == wheel_metadata(wheel).get_all(field), field
