@@ -271,7 +271,7 @@ def search(rows: QuerySet[AgentSession], query: str, limit: int) -> list[AgentSe
     if not found:
         return []
     model = rows.model
-    live = rows.exclude(pk__in=retention.expired(model._default_manager.using(alias)).values("pk"))
+    live = retention.unexpired(rows)
     sessions_sql, sessions_params = live.values("pk").query.get_compiler(using=alias).as_sql()
     connection = connections[alias]
     quote = connection.ops.quote_name
