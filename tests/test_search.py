@@ -359,3 +359,23 @@ def test_custom_tables_keep_working_and_are_not_searched(alice: Any) -> None:
             editor.delete_model(custom.message_model)
             editor.delete_model(custom.session_model)
         tables._created.clear()
+
+
+@pytest.mark.vendor("sqlite", "mysql")
+def test_accents_are_ignored_where_the_tokenizer_or_collation_folds_them(alice: Any) -> None:
+    DjangoSession("s", owner=alice)._add_items([user_says("Um café em Lisboa")])
+    assert ids(AgentSession.objects.search(alice, "cafe")) == ["s"]
+    assert ids(AgentSession.objects.search(alice, "CAFÉ lisboa")) == ["s"]
+    assert "café" in AgentSession.objects.search(alice, "cafe")[0].search_snippet
+
+
+def test_a_write_adds_no_statement_for_the_text(alice: Any) -> None:
+    session = DjangoSession("s", owner=alice)
+    session._add_items([user_says("warm up")])
+    with CaptureQueriesContext(connection) as queries:
+        session._add_items([user_says("lisbon"), assistant_says("porto"), {"type": "x"}])
+    table = AgentMessage._meta.db_table
+    inserts = [q["sql"] for q in queries if table in q["sql"] and "INSERT" in q["sql"].upper()]
+    assert len(inserts) == 1, inserts  # the messages, text included, in one statement
+    texts = AgentMessage.objects.order_by("pk").values_list("text", flat=True)
+    assert list(texts) == ["warm up", "lisbon", "porto", ""]
