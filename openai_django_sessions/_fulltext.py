@@ -19,7 +19,8 @@ index-text`` fills it, ``""`` for items with nothing to search.
   ``text`` (external content, its rowid the message id), kept in step by
   triggers; each word is an FTS5 string (``"word"``), all required; ranked by
   ``bm25``. A migration that rebuilds the messages table (SQLite's way of
-  altering some columns) drops the triggers: ``create_index`` puts them back.
+  altering some columns) drops the triggers: ``agent_sessions index-text``
+  builds the FTS5 table and its triggers again when one is missing.
 """
 
 from __future__ import annotations
@@ -151,6 +152,16 @@ def _sqlite_index(quote: Any, table: str, pk: str) -> list[str]:
 def _literal(name: str) -> str:
     # Table and column names are plain identifiers (conf.IDENTIFIER): no quote to escape.
     return f"'{name}'"
+
+
+def sqlite_index_complete(connection: BaseDatabaseWrapper, table: str) -> bool:
+    """Whether SQLite's FTS5 table over ``table`` and its three triggers all exist."""
+    names = {fts_table(table)} | {f"{fts_table(table)}_{suffix}" for suffix in ("ai", "ad", "au")}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE name IN (%s, %s, %s, %s)", sorted(names)
+        )
+        return {name for (name,) in cursor.fetchall()} == names
 
 
 _CONFIG = re.compile(r"to_tsvector\('([^']+)'::regconfig")

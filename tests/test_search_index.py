@@ -256,3 +256,19 @@ def test_search_covers_every_shard_best_first(alice: Any, django_user_model: Any
         with CaptureQueriesContext(connections[alias]) as queries:
             AgentSession.objects.using(alias).search(alice, "lisbon")
         assert len(queries) == 1
+
+
+@pytest.mark.vendor("sqlite")
+def test_index_text_rebuilds_sqlites_index_when_a_trigger_is_missing(alice: Any) -> None:
+    # As after a migration that rebuilt the messages table (SQLite drops its triggers).
+    DjangoSession("s", owner=alice)._add_items([user_says("lisbon")])
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TRIGGER "{TABLE}_fts_ai"')
+    DjangoSession("t", owner=alice)._add_items([user_says("lisbon again")])
+    assert [s.session_id for s in AgentSession.objects.search(alice, "lisbon")] == ["s"]
+
+    assert "default: the search index was incomplete; rebuilt." in run("index-text")
+    assert sorted(s.session_id for s in AgentSession.objects.search(alice, "lisbon")) == ["s", "t"]
+    assert "rebuilt" not in run("index-text")
+    DjangoSession("u", owner=alice)._add_items([user_says("lisbon thrice")])  # triggers back
+    assert len(AgentSession.objects.search(alice, "lisbon")) == 3
