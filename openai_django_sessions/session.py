@@ -217,7 +217,7 @@ class DjangoSession(SessionABC):
 
     @classmethod
     def from_settings(cls, session_id: str, **kwargs: Any) -> DjangoSession:
-        """Same as ``DjangoSession(session_id, **kwargs)``: the seed's name for it."""
+        """Same as ``DjangoSession(session_id, **kwargs)``: the name 0.1 gave it."""
         return cls(session_id, **kwargs)
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""create_tables=True: the development convenience of the seed's quick start."""
+"""create_tables=True: the development convenience of 0.1's quick start."""
 
 from __future__ import annotations
 

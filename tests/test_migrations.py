@@ -1,4 +1,4 @@
-"""Migrations: clean under any table-name setting, and adopting the seed's tables."""
+"""Migrations: clean under any table-name setting, and adopting the tables of 0.1/0.2."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The seed's tables as projects on 0.1/0.2 have them (its README's SQL, per database).
-SEED_SQL = {
+# The tables as projects on 0.1/0.2 have them (its README's SQL, per database).
+RELEASE_0_1_SQL = {
     "postgresql": [
         """CREATE TABLE agent_sessions (
             id BIGSERIAL PRIMARY KEY,
@@ -173,11 +173,11 @@ def test_messages_have_one_index_on_the_session_ordered_by_id():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fake_initial_adopts_the_seed_tables_then_migrate_adds_the_rest():
+def test_fake_initial_adopts_the_tables_of_0_1_then_migrate_adds_the_rest():
     call_command("migrate", "openai_django_sessions", "zero", verbosity=0)
     try:
         with connection.cursor() as cursor:
-            for statement in SEED_SQL[connection.vendor]:
+            for statement in RELEASE_0_1_SQL[connection.vendor]:
                 cursor.execute(statement)
             cursor.execute("INSERT INTO agent_sessions (session_id) VALUES ('legacy')")
             cursor.execute(

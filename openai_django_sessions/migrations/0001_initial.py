@@ -1,4 +1,4 @@
-# The seed's two tables, exactly: projects that created them with
+# The two tables of 0.1/0.2, exactly: projects that created them with
 # create_tables=True adopt them with `migrate --fake-initial`.
 import django.db.models.deletion
 from django.db import migrations, models

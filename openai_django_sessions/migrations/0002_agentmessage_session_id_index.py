@@ -1,6 +1,6 @@
-# Kept out of 0001 so that projects adopting the seed's tables with
+# Kept out of 0001 so that projects adopting the tables of 0.1/0.2 with
 # `migrate --fake-initial` get this index too. It replaces the foreign key's
-# single-column index (the seed's idx_agent_messages_session_id as well), which
+# single-column index (0.1's idx_agent_messages_session_id as well), which
 # PostgreSQL would otherwise prefer, sorting a whole session to return its tail.
 import django.db.models.deletion
 from django.db import migrations, models
