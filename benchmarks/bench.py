@@ -8,6 +8,7 @@ the median over the rounds of operations per second (wall time) and of the
 process's CPU time per operation.
 
     python benchmarks/bench.py --db sqlite|postgres|mysql [--rounds N] [--quick] [--markdown]
+    python benchmarks/bench.py --search --db sqlite|postgres|mysql [--quick]  # search_workload.py
 
 See ``benchmarks/README.md`` for what each workload does and how to read the table.
 """
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, TypeVar
+
+import search_workload  # the --search workload, from beside this file
 
 Item = dict[str, Any]
 
@@ -656,11 +659,14 @@ def django_database(db: str, workdir: Path) -> dict[str, Any]:
     }
 
 
-def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -> str:
+def setup_django(
+    db: str, workdir: Path, prepare_threshold: int | None = None, *, admin: bool = False
+) -> str:
     """Configure Django, migrate the app, and return the database server's version.
 
     ``prepare_threshold`` (PostgreSQL): the OPTIONS under which psycopg prepares a
-    statement once it has run that many times on a connection.
+    statement once it has run that many times on a connection. ``admin``: Django's
+    admin is installed too (the search workload times its changelist).
     """
     import django
     from django.conf import settings
@@ -678,6 +684,7 @@ def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -
         SECRET_KEY="benchmark",
         USE_TZ=True,
         INSTALLED_APPS=[
+            *(["django.contrib.admin"] if admin else []),
             "django.contrib.auth",  # the sessions' owner is a user
             "django.contrib.contenttypes",
             "openai_django_sessions",
@@ -1093,6 +1100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL: Django's alias gets OPTIONS server_side_binding=True and "
         "prepare_threshold=N (prepared statements)",
     )
+    search_workload.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 2 if args.quick else 7
@@ -1123,6 +1131,9 @@ async def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Conte
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.search:
+        search(args)
+        return
     with tempfile.TemporaryDirectory(prefix="ods-bench-") as tmp:
         workdir = Path(tmp)
         server = setup_django(args.db, workdir, args.prepare_threshold)
@@ -1130,6 +1141,23 @@ def main(argv: list[str] | None = None) -> None:
         statements = statements_per_turn()
     print(report(args, contenders, results, server))
     print(statements)
+
+
+def search(args: argparse.Namespace) -> None:
+    """The search workload (``search_workload.py``), on its own scratch database."""
+    global DB_NAME
+    DB_NAME = os.environ.get("BENCH_DB_NAME", "ods_bench_search")
+    with tempfile.TemporaryDirectory(prefix="ods-bench-") as tmp:
+        workdir = Path(tmp)
+        server = setup_django(args.db, workdir, args.prepare_threshold, admin=True)
+        print(
+            search_workload.run(
+                args, functools.partial(analyze, args.db, workdir), lambda: machine(server)
+            )
+        )
+        from django.db import connections
+
+        connections.close_all()
 
 
 if __name__ == "__main__":
