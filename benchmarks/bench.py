@@ -693,7 +693,9 @@ def setup_django(
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )
     django.setup()
-    call_command("migrate", "openai_django_sessions", verbosity=0)
+    # With the admin, every app (the users' table as it is now, not as the app's
+    # first migration needs it); without, the app and what it depends on.
+    call_command("migrate", *([] if admin else ["openai_django_sessions"]), verbosity=0)
     version = {
         "sqlite": "SELECT 'SQLite ' || sqlite_version()",
         "postgres": "SELECT 'PostgreSQL ' || current_setting('server_version')",
