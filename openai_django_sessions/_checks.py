@@ -13,6 +13,7 @@
 ``openai_django_sessions.E009``    sessions on a database without the users keep the
                                    owner's database constraint (migration ``0007``)
 ``openai_django_sessions.E010``    ``EXPIRE_AFTER`` is not a positive duration
+``openai_django_sessions.E011``    ``SEARCH_CONFIG`` is not a plain SQL identifier
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 ``openai_django_sessions.W002``    a sessions table on MySQL/MariaDB compares ids loosely
 =================================  =========================================================
@@ -53,12 +54,14 @@ TYPES: dict[str, tuple[type, ...]] = {
     "MAX_ITEM_BYTES": (int, type(None)),
     "PREVIOUS_SHARDS": (list, tuple, type(None)),
     "EXPIRE_AFTER": (timedelta, int, float, type(None)),
+    "SEARCH_CONFIG": (str,),
 }
 
 
 @register()
 def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """E001 to E008: the setting's shape, types, table names, aliases and item limit."""
+    """E001 to E008, E010 and E011: the setting's shape, types, table names, aliases,
+    item limit, expiry and search configuration."""
     value = conf.user_settings()
     name = conf.SETTING_NAME
     if not isinstance(value, dict):
@@ -126,7 +129,24 @@ def check_settings(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
     errors += _shard_errors(value.get("PREVIOUS_SHARDS"), "PREVIOUS_SHARDS")
     errors += _item_limit_errors(value.get("MAX_ITEM_BYTES"))
     errors += _expiry_errors(value.get("EXPIRE_AFTER"))
+    errors += _search_config_errors(value.get("SEARCH_CONFIG", conf.DEFAULTS["SEARCH_CONFIG"]))
     return errors
+
+
+def _search_config_errors(config: object) -> list[CheckMessage]:
+    # Another type is E003.
+    if not isinstance(config, str) or conf.IDENTIFIER.fullmatch(config):
+        return []
+    return [
+        Error(
+            f"{conf.SETTING_NAME}['SEARCH_CONFIG'] = {config!r} is not the name of a text "
+            "search configuration.",
+            hint="Use a PostgreSQL text search configuration's plain name, such as "
+            "'simple' or 'english' (letters, digits and underscores): it is written into "
+            "SQL as it is.",
+            id=f"{ID}.E011",
+        )
+    ]
 
 
 def _item_limit_errors(limit: object) -> list[CheckMessage]:

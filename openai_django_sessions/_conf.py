@@ -11,6 +11,7 @@ OPENAI_DJANGO_SESSIONS = {
     "PREVIOUS_SHARDS": None,  # SHARDS before the last change, while sessions move
     "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
     "EXPIRE_AFTER": None,  # a timedelta or seconds: conversations inactive that long expire
+    "SEARCH_CONFIG": "simple",  # PostgreSQL's text search configuration for search
 }
 ```
 """
@@ -34,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "PREVIOUS_SHARDS": None,
     "MAX_ITEM_BYTES": None,
     "EXPIRE_AFTER": None,
+    "SEARCH_CONFIG": "simple",
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
@@ -134,3 +136,14 @@ def expire_after() -> timedelta | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = timedelta(seconds=value)
     return value if isinstance(value, timedelta) and value > timedelta(0) else None
+
+
+def search_config() -> str:
+    """``SEARCH_CONFIG``, the PostgreSQL text search configuration (``"simple"``,
+    ``"english"``...) that full-text search stems and drops stop words with.
+
+    Raises ``TypeError``/``ValueError`` unless it is a plain SQL identifier: it
+    is written into SQL (the index's expression and every search) as a literal.
+    The system checks report it too (``E011``).
+    """
+    return validate_table_name(get("SEARCH_CONFIG"), f"{SETTING_NAME}['SEARCH_CONFIG']")

@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from . import limits
 from .items import JSONText, encode, json_size
-from .models import AgentSession, AgentUsage
+from .models import AgentMessage, AgentSession, AgentUsage
+from .search import message_text
 from .usage import COUNTERS, sums
 
 # Stand for the session id and the owner while the ORM compiles a statement; never sent.
@@ -163,6 +164,8 @@ class Storage:
                 AgentUsage, self.usage_columns, 1, returning=False, upsert=False
             )
         self._pop = self._compile_pop()
+        # The migrated message model's column for full-text search (see search).
+        self._has_text = message_model is AgentMessage
         self._owned_lock: str | None = None
 
     def __repr__(self) -> str:
@@ -423,7 +426,9 @@ class Storage:
         encoded here, once. An item over ``limits.max_item_bytes`` raises
         ``ValueError`` before any row is sent. ``usage`` (values of a usage row,
         see ``insert_usage``) is inserted with them: on PostgreSQL by the same
-        statement (a data-modifying ``WITH``), so it costs no round trip.
+        statement (a data-modifying ``WITH``), so it costs no round trip. Where
+        the model has the ``text`` column of full-text search, a row without
+        ``text`` gets ``search.message_text`` of its ``data``.
         """
         if not rows:
             if usage is not None:
@@ -437,7 +442,7 @@ class Storage:
             prefix_params = self._usage_params(session_pk, usage)
             usage = None
         fields = self.message_columns
-        rows = [_encoded(row) for row in rows]
+        rows = [_encoded(row, self._has_text) for row in rows]
         max_rows = connections[self.alias].ops.bulk_batch_size(fields, rows) or len(rows)
         if batch_size is not None:
             max_rows = min(max_rows, batch_size)
@@ -702,11 +707,22 @@ def _prepare(field: Field[Any, Any], value: Any, connection: BaseDatabaseWrapper
     return field.get_db_prep_save(value, connection)
 
 
-def _encoded(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``row`` with its ``data`` as ``JSONText`` (rows of a fork come decoded)."""
-    if isinstance(row["data"], JSONText):
+def _encoded(row: Mapping[str, Any], with_text: bool) -> Mapping[str, Any]:
+    """``row`` with its ``data`` as ``JSONText`` (rows of a fork come decoded) and,
+    ``with_text``, its ``text`` (the search text) computed if it has none."""
+    data = row["data"]
+    if with_text and "text" not in row:
+        item = json.loads(data) if isinstance(data, JSONText) and _may_have_text(data) else data
+        row = {**row, "text": message_text(item) if isinstance(item, dict) else ""}
+    if isinstance(data, JSONText):
         return row
-    return {**row, "data": JSONText(encode(row["data"]))}
+    return {**row, "data": JSONText(encode(data))}
+
+
+def _may_have_text(data: JSONText) -> bool:
+    # encode() writes compact JSON: an item without this has no user or assistant
+    # role, and is not decoded just to find that out.
+    return '"role":"user"' in data or '"role":"assistant"' in data
 
 
 def _refusal(session_id: str) -> str:

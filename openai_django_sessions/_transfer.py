@@ -13,7 +13,9 @@ Items and usage rows are in the order they were stored. The keys are the
 models' fields (``_meta``): every concrete field of the session row but its
 primary key, of each message and each usage row (``AgentUsage``) but its
 primary key and session, so a field added to a model is exported and imported
-with no change here. The owner is the exception: it is written as ``"owner"``,
+with no change here. A message's ``text`` (what search indexes) is not
+written: it is computed from ``data`` again by the import, never read from
+a file. The owner is the exception: it is written as ``"owner"``,
 the user's ``USERNAME_FIELD`` value (``null``: no owner), so a file moves
 between databases whose primary keys differ; a fork's provenance is the source's
 session id and a position (how many of its items the fork copied), never a
@@ -135,10 +137,20 @@ def session_fields() -> list[models.Field[Any, Any]]:
     return [f for f in storage.columns(AgentSession) if f.name != "owner"]
 
 
+# Fields computed from others when a row is written, never read from a file:
+# ``text``, what full-text search indexes (search.message_text of ``data``).
+DERIVED_ITEM_FIELDS = frozenset({"text"})
+
+
 def item_fields() -> list[models.Field[Any, Any]]:
-    """An item's fields: every concrete one of the message but the primary key and the session."""
+    """An item's fields: every concrete one of the message but the primary key, the session
+    and the derived ones (``DERIVED_ITEM_FIELDS``)."""
     session = storage.session_key(AgentMessage, AgentSession)
-    return [f for f in storage.columns(AgentMessage) if f is not session]
+    return [
+        f
+        for f in storage.columns(AgentMessage)
+        if f is not session and f.name not in DERIVED_ITEM_FIELDS
+    ]
 
 
 def usage_fields() -> list[models.Field[Any, Any]]:

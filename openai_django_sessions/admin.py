@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from django import forms
@@ -37,7 +37,8 @@ from . import _display as display
 from . import _owners as owners
 from . import _routing as routing
 from . import details, usage
-from .models import AgentMessage, AgentSession, session_id_contains
+from .models import AgentMessage, AgentSession, AgentSessionQuerySet, session_id_contains
+from .search import MAX_QUERY_LENGTH
 
 __all__ = ["AgentSessionAdmin", "AgentSessionForm"]
 
@@ -246,12 +247,15 @@ class AgentSessionAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[AgentSession], search_term: str
     ) -> tuple[QuerySet[AgentSession], bool]:
         """Sessions whose id contains the search text, ignoring letter case only
-        (the same on every database), or whose title or owner match it as
-        Django's admin search matches them."""
+        (the same on every database), whose title or owner match it as Django's
+        admin search matches them, or with a user or assistant message holding
+        every word of it (full-text search, ``AgentSessionQuerySet.matching``)."""
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         if term:
             results = results | queryset.filter(session_id_contains(term))
+            if len(term) <= MAX_QUERY_LENGTH:  # what was said: full-text search
+                results = results | cast(AgentSessionQuerySet, queryset).matching(term)
             if not _users_here(queryset.db):  # no join to the users: their keys, read first
                 matching = owners.keys_containing(term, owners.users_database(queryset.db))
                 results = results | queryset.filter(owner_id__in=matching)

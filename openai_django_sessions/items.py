@@ -81,8 +81,15 @@ class CheckedItems(list[dict[str, Any]]):
         return kept
 
     def rows(self) -> list[dict[str, Any]]:
-        """One ``insert_messages`` row per item, its ``data`` the JSON already encoded."""
-        return [{"data": text} for text in self.texts]
+        """One ``insert_messages`` row per item, its ``data`` the JSON already encoded
+        and its ``text`` what search indexes (``search.message_text``), read from the
+        item here rather than decoded again from the JSON."""
+        from .search import message_text
+
+        return [
+            {"data": text, "text": message_text(item)}
+            for item, text in zip(self, self.texts, strict=True)
+        ]
 
 
 def check_items(items: object, *, using: str) -> CheckedItems:

@@ -145,6 +145,45 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         """
         return self.owned_by(owner).with_counts().order_by("-updated_at", "-pk")
 
+    def search(self, owner: Any, query: str, *, limit: int = 20) -> list[AgentSession]:
+        """``owner``'s conversations on this queryset's database whose user or assistant
+        messages match every word of ``query``, best first, at most ``limit``: one query.
+
+        Best first: the rank of each conversation's best-matching message, then
+        the newest activity. Each result has ``search_rank`` (a float, higher is
+        better) and ``search_snippet`` (about 160 characters of that message
+        around the first word found, ``…`` where cut). Expired conversations are
+        not returned. A query without words (empty, whitespace, punctuation)
+        returns ``[]``; its characters are never SQL or search syntax. Raises
+        as ``owned_by`` does for ``owner``, ``TypeError`` for a query that is
+        not a str, ``ValueError`` for one longer than ``search.MAX_QUERY_LENGTH``.
+        See ``search`` for every database sessions live on.
+        """
+        from . import _fulltext as fulltext
+
+        return fulltext.search(self.owned_by(owner), query, limit)
+
+    def search_all(self, query: str, *, limit: int = 20) -> list[AgentSession]:
+        """``search`` without owner scoping: every conversation, for staff tools."""
+        from . import _fulltext as fulltext
+
+        return fulltext.search(self.all(), query, limit)
+
+    def matching(self, query: str) -> Self:
+        """These sessions that have a user or assistant message matching every word of
+        ``query``, unranked: a filter to combine (the admin's search ORs it in).
+
+        Raises as ``search`` does for ``query``.
+        """
+        from django.db.models.expressions import RawSQL
+
+        from . import _fulltext as fulltext
+
+        found = fulltext.matching_sessions(self.db, query)
+        if found is None:
+            return self.none()
+        return self.filter(pk__in=RawSQL(*found))
+
 
 class AgentSession(AbstractAgentSession):
     # No index of its own: the (owner, -updated_at) index below serves the
@@ -197,6 +236,11 @@ class AgentMessage(AbstractAgentMessage):
         related_name="messages",
         db_index=False,
     )
+    # The item's searchable text (search.message_text), indexed for full-text
+    # search by migration 0009. NULL: not extracted yet (agent_sessions
+    # index-text fills it); "": nothing to search. Not on AbstractAgentMessage:
+    # tables created by 0.1/0.2 under other names have no such column.
+    text = models.TextField(_("text"), null=True, blank=True)
 
     class Meta:
         db_table = conf.table_setting("MESSAGES_TABLE")

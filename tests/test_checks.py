@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.utils import ConnectionHandler
 
 from openai_django_sessions import _checks as checks
+from openai_django_sessions import _conf as conf
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +102,7 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
     assert (
         "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, "
-        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES, EXPIRE_AFTER." in errors[1].hint
+        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES, EXPIRE_AFTER, SEARCH_CONFIG." in errors[1].hint
     )
 
 
@@ -293,3 +294,26 @@ def test_previous_shards_must_be_distinct_aliases_from_DATABASES_E007(settings: 
 
     assert error.id == "openai_django_sessions.E007"
     assert "PREVIOUS_SHARDS" in error.msg and "'nowhere' is not one" in error.msg
+
+
+@pytest.mark.parametrize("config", ["", "english'; --", "pg_catalog.english", "1simple", "a b"])
+def test_a_search_config_that_is_not_a_plain_name_is_E011(settings: Any, config: str) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"SEARCH_CONFIG": config}
+
+    [error] = checks.check_settings()
+
+    assert error.id == "openai_django_sessions.E011"
+    assert f"['SEARCH_CONFIG'] = {config!r}" in error.msg
+    with pytest.raises(ValueError, match="SEARCH_CONFIG"):
+        conf.search_config()
+
+
+def test_a_search_config_of_another_type_is_E003_and_a_name_passes(settings: Any) -> None:
+    settings.OPENAI_DJANGO_SESSIONS = {"SEARCH_CONFIG": None}
+    assert ids(checks.check_settings()) == ["openai_django_sessions.E003"]
+    with pytest.raises(TypeError, match="SEARCH_CONFIG"):
+        conf.search_config()
+
+    settings.OPENAI_DJANGO_SESSIONS = {"SEARCH_CONFIG": "english"}
+    assert checks.check_settings() == []
+    assert conf.search_config() == "english"

@@ -48,6 +48,12 @@ PUBLIC = {
         "sessions_of",
     ],
     "openai_django_sessions.turns": ["undo_since", "undone_on_failure"],
+    "openai_django_sessions.search": [
+        "MAX_QUERY_LENGTH",
+        "MAX_TEXT_LENGTH",
+        "message_text",
+        "search",
+    ],
     "openai_django_sessions.admin": ["AgentSessionAdmin", "AgentSessionForm"],
     "openai_django_sessions.apps": ["OpenAIDjangoSessionsConfig"],
     "openai_django_sessions.exceptions": ["LooseSessionIds", "SessionBusy"],

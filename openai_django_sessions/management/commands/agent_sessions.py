@@ -1,5 +1,5 @@
-"""``manage.py agent_sessions``: list, show, export, import, prune, erase stored sessions, and
-convert-ids for tables of 0.1/0.2 on MySQL/MariaDB.
+"""``manage.py agent_sessions``: list, show, export, import, prune, erase stored sessions,
+convert-ids for tables of 0.1/0.2 on MySQL/MariaDB, and index-text for full-text search.
 
 The command parses and reports; the work is in ``maintenance`` and ``transfer``.
 """
@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
+from ... import _backfill as backfill
 from ... import _conf as conf
 from ... import _display as display
 from ... import _owners as owners
@@ -40,7 +41,7 @@ from ...models import AgentMessage, AgentSession, AgentUsage
 class Command(BaseCommand):
     help = (
         "Inspect and maintain stored agent sessions: list, show, export, import, prune, "
-        "erase, convert-ids, rebalance."
+        "erase, convert-ids, rebalance, index-text."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -202,7 +203,19 @@ class Command(BaseCommand):
             help="Sessions looked at per query.",
         )
 
-        for sub in (listing, show, export, importing, prune, erase, convert):
+        indexing = commands.add_parser(
+            "index-text",
+            help="Fill the search text of messages stored before full-text search "
+            "(resumable), and rebuild PostgreSQL's index after SEARCH_CONFIG changed.",
+        )
+        indexing.add_argument(
+            "--batch-size",
+            type=_positive_int,
+            default=500,
+            help="Messages filled per transaction.",
+        )
+
+        for sub in (listing, show, export, importing, prune, erase, convert, indexing):
             sub.add_argument(
                 "--database",
                 metavar="ALIAS",
@@ -514,6 +527,27 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Deleted {result.sessions} session(s) and {result.messages} message(s)."
             )
+
+    def handle_index_text(self, aliases: list[str], *, batch_size: int, **options: Any) -> None:
+        verbosity = options["verbosity"]
+
+        def report(progress: backfill.Progress) -> None:
+            if verbosity >= 1:
+                self.stdout.write(
+                    f"{progress.alias}: {progress.filled} of {progress.total} message(s) filled."
+                )
+
+        filled = 0
+        for alias in aliases:
+            filled += backfill.fill_text(alias, batch_size=batch_size, report=report)
+            built_with = backfill.rebuild_index(alias)
+            if built_with is not None and verbosity >= 1:
+                self.stdout.write(
+                    f"{alias}: the search index was rebuilt with the text search "
+                    f"configuration {conf.search_config()!r} (it had {built_with!r})."
+                )
+        if verbosity >= 1:
+            self.stdout.write(f"Filled the search text of {filled} message(s).")
 
     def handle_rebalance(self, *, dry_run: bool, batch_size: int, **options: Any) -> None:
         if not conf.shards():
