@@ -873,6 +873,14 @@ WORKLOADS = (
 )
 
 
+# The workloads a run times (--workload NAME, repeatable; all by default).
+ONLY: list[str] = []
+
+
+def chosen_workloads() -> list[Workload]:
+    return [w for w in WORKLOADS if not ONLY or w.name in ONLY]
+
+
 # -- running and reporting ---------------------------------------------------------------
 
 
@@ -930,7 +938,7 @@ async def run_rounds(contenders: list[Contender], rounds: int, scale: float) -> 
     results: Results = {}
     live = [c for c in contenders if c.error is None]
     for round_no in range(-1, rounds):  # round -1 warms connections and caches up
-        for index, workload in enumerate(WORKLOADS):
+        for index, workload in enumerate(chosen_workloads()):
             count = workload.scaled(scale if round_no >= 0 else scale / 4)
             for contender in live:
                 await workload.prepare(contender, count * workload.per_step)
@@ -986,7 +994,7 @@ def table_rows(contenders: list[Contender], results: Results, cpu: bool) -> list
         *(f"Django/{short[name]}" for name in baselines),
     ]
     rows = [header]
-    for workload in WORKLOADS:
+    for workload in chosen_workloads():
         cells = [f"{workload.name} ({workload.unit})"]
         for contender in contenders:
             spent = results.get((workload.name, contender.name))
@@ -1102,8 +1110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL: Django's alias gets OPTIONS server_side_binding=True and "
         "prepare_threshold=N (prepared statements)",
     )
+    parser.add_argument(
+        "--workload",
+        action="append",
+        default=[],
+        choices=[w.name for w in WORKLOADS],
+        help="time only this workload (repeatable; default: all)",
+    )
     search_workload.add_arguments(parser)
     args = parser.parse_args(argv)
+    ONLY[:] = args.workload
     if args.rounds is None:
         args.rounds = 2 if args.quick else 7
     if args.rounds < 1:

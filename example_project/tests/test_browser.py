@@ -610,6 +610,7 @@ def search_flow(browser: Browser, base_url: str, database_url: str) -> None:
         new_conversation_of(page, base_url, create_user(database_url, "searcher"), "searcher")
         send(page, "Pack a rain jacket for Lisbon, the forecast says showers")
         conversation_url = page.url
+        page.goto(base_url + "/")
         page.get_by_role("button", name="New conversation").click()
         send(page, "My name is Ada")
         page.goto(base_url + "/")
