@@ -10,7 +10,8 @@ text, and a row deleted meanwhile is simply not updated.
 On PostgreSQL it then rebuilds the GIN index when the text search
 configuration it was built with is not ``SEARCH_CONFIG`` (the setting
 changed): every search uses the setting's configuration, and would not use
-the index otherwise.
+the index otherwise. On SQLite it rebuilds the FTS5 table and its triggers
+when one is missing.
 """
 
 from __future__ import annotations
@@ -65,13 +66,25 @@ def fill_text(
 
 
 def rebuild_index(alias: str) -> str | None:
-    """Rebuild PostgreSQL's index on ``alias`` with ``SEARCH_CONFIG`` if it was built with
-    another configuration; return the configuration it had then (``None``: nothing done)."""
+    """Rebuild the search index on ``alias`` if it is out of step; return what it was
+    (``None``: nothing done).
+
+    PostgreSQL: when built with another configuration than ``SEARCH_CONFIG``
+    (returns that configuration). SQLite: when the FTS5 table or one of its
+    triggers is missing, as after a migration rebuilt the messages table
+    (returns ``"incomplete"``).
+    """
     connection = connections[alias]
     table = str(AgentMessage._meta.db_table)
-    built_with = fulltext.index_config(connection, table)
-    if built_with is None or built_with == conf.search_config():
-        return None
+    built_with: str | None
+    if connection.vendor == "sqlite":
+        if fulltext.sqlite_index_complete(connection, table):
+            return None
+        built_with = "incomplete"
+    else:
+        built_with = fulltext.index_config(connection, table)
+        if built_with is None or built_with == conf.search_config():
+            return None
 
     def rebuild() -> None:
         fulltext.drop_index(connection, table)

@@ -19,7 +19,8 @@ index-text`` fills it, ``""`` for items with nothing to search.
   ``text`` (external content, its rowid the message id), kept in step by
   triggers; each word is an FTS5 string (``"word"``), all required; ranked by
   ``bm25``. A migration that rebuilds the messages table (SQLite's way of
-  altering some columns) drops the triggers: ``create_index`` puts them back.
+  altering some columns) drops the triggers: ``agent_sessions index-text``
+  builds the FTS5 table and its triggers again when one is missing.
 """
 
 from __future__ import annotations
@@ -153,6 +154,16 @@ def _literal(name: str) -> str:
     return f"'{name}'"
 
 
+def sqlite_index_complete(connection: BaseDatabaseWrapper, table: str) -> bool:
+    """Whether SQLite's FTS5 table over ``table`` and its three triggers all exist."""
+    names = {fts_table(table)} | {f"{fts_table(table)}_{suffix}" for suffix in ("ai", "ad", "au")}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE name IN (%s, %s, %s, %s)", sorted(names)
+        )
+        return {name for (name,) in cursor.fetchall()} == names
+
+
 _CONFIG = re.compile(r"to_tsvector\('([^']+)'::regconfig")
 
 
@@ -271,7 +282,7 @@ def search(rows: QuerySet[AgentSession], query: str, limit: int) -> list[AgentSe
     if not found:
         return []
     model = rows.model
-    live = rows.exclude(pk__in=retention.expired(model._default_manager.using(alias)).values("pk"))
+    live = retention.unexpired(rows)
     sessions_sql, sessions_params = live.values("pk").query.get_compiler(using=alias).as_sql()
     connection = connections[alias]
     quote = connection.ops.quote_name

@@ -41,10 +41,21 @@ Rows = TypeVar("Rows", bound=QuerySet[Any])
 def expired(rows: Rows, *, now: datetime.datetime | None = None) -> Rows:
     """The conversations among ``rows`` (of ``AgentSession``) that have expired ``now``
     (default: the current time)."""
+    return _expiry(rows, now=now, keep_expired=True)
+
+
+def unexpired(rows: Rows, *, now: datetime.datetime | None = None) -> Rows:
+    """The conversations among ``rows`` that have not expired ``now``: a condition on
+    each row itself (no subquery), for reads that leave the expired out."""
+    return _expiry(rows, now=now, keep_expired=False)
+
+
+def _expiry(rows: Rows, *, now: datetime.datetime | None, keep_expired: bool) -> Rows:
     now = timezone.now() if now is None else now
     ends = ExpressionWrapper(F("updated_at") + F("expires_after"), output_field=DateTimeField())
     condition = Q(expires_after__isnull=False, ends_at__lt=now)
     default = conf.expire_after()
     if default is not None:
         condition |= Q(expires_after__isnull=True, updated_at__lt=now - default)
-    return rows.alias(ends_at=ends).filter(condition)
+    rows = rows.alias(ends_at=ends)
+    return rows.filter(condition) if keep_expired else rows.exclude(condition)

@@ -428,7 +428,7 @@ class Storage:
         see ``insert_usage``) is inserted with them: on PostgreSQL by the same
         statement (a data-modifying ``WITH``), so it costs no round trip. Where
         the model has the ``text`` column of full-text search, a row without
-        ``text`` gets ``search.message_text`` of its ``data``.
+        ``text`` (or with ``None``) gets ``search.message_text`` of its ``data``.
         """
         if not rows:
             if usage is not None:
@@ -709,9 +709,10 @@ def _prepare(field: Field[Any, Any], value: Any, connection: BaseDatabaseWrapper
 
 def _encoded(row: Mapping[str, Any], with_text: bool) -> Mapping[str, Any]:
     """``row`` with its ``data`` as ``JSONText`` (rows of a fork come decoded) and,
-    ``with_text``, its ``text`` (the search text) computed if it has none."""
+    ``with_text``, its ``text`` (the search text) computed if it has none (or NULL:
+    a row copied from before migration 0009)."""
     data = row["data"]
-    if with_text and "text" not in row:
+    if with_text and row.get("text") is None:
         item = json.loads(data) if isinstance(data, JSONText) and _may_have_text(data) else data
         row = {**row, "text": message_text(item) if isinstance(item, dict) else ""}
     if isinstance(data, JSONText):

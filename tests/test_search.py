@@ -6,6 +6,7 @@ Transactional tests throughout: InnoDB's full-text index sees committed rows onl
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from openai_django_sessions import DjangoSession
+from openai_django_sessions import _tables as tables
 from openai_django_sessions import _transfer as transfer
 from openai_django_sessions.models import AgentMessage, AgentSession
 from openai_django_sessions.search import MAX_QUERY_LENGTH, MAX_TEXT_LENGTH, message_text
@@ -328,3 +330,52 @@ def test_matching_filters_a_queryset(alice: Any, bob: Any) -> None:
     assert sorted(ids(list(AgentSession.objects.matching("lisbon")))) == ["a", "b"]
     assert ids(list(AgentSession.objects.filter(owner=bob).matching("lisbon"))) == ["b"]
     assert AgentSession.objects.matching("lisbon").count() == 2
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_a_fork_to_another_database_is_found_there(alice: Any) -> None:
+    source = DjangoSession("source", owner=alice)
+    source._add_items([user_says("lisbon early")])
+    AgentMessage.objects.update(text=None)  # stored before the migration: computed on copy
+    async_to_sync(source.afork)("fork", using="other")
+
+    assert ids(AgentSession.objects.using("other").search(alice, "lisbon")) == ["fork"]
+    assert AgentSession.objects.search(alice, "lisbon") == []  # not backfilled here yet
+
+
+def test_custom_tables_keep_working_and_are_not_searched(alice: Any) -> None:
+    names = (f"search_sessions_{uuid.uuid4().hex[:8]}", f"search_messages_{uuid.uuid4().hex[:8]}")
+    custom = DjangoSession(
+        "custom", sessions_table=names[0], messages_table=names[1], create_tables=True
+    )
+    try:
+        custom._add_items([user_says("lisbon in a table of its own")])
+        assert custom._get_items(None) == [user_says("lisbon in a table of its own")]
+        assert AgentSession.objects.search_all("lisbon") == []
+        columns = connection.introspection.get_table_description(connection.cursor(), names[1])
+        assert "text" not in [column.name for column in columns]
+    finally:
+        with connection.schema_editor() as editor:
+            editor.delete_model(custom.message_model)
+            editor.delete_model(custom.session_model)
+        tables._created.clear()
+
+
+@pytest.mark.vendor("sqlite", "mysql")
+def test_accents_are_ignored_where_the_tokenizer_or_collation_folds_them(alice: Any) -> None:
+    DjangoSession("s", owner=alice)._add_items([user_says("Um café em Lisboa")])
+    assert ids(AgentSession.objects.search(alice, "cafe")) == ["s"]
+    assert ids(AgentSession.objects.search(alice, "CAFÉ lisboa")) == ["s"]
+    assert "café" in AgentSession.objects.search(alice, "cafe")[0].search_snippet
+
+
+def test_a_write_adds_no_statement_for_the_text(alice: Any) -> None:
+    session = DjangoSession("s", owner=alice)
+    session._add_items([user_says("warm up")])
+    with CaptureQueriesContext(connection) as queries:
+        session._add_items([user_says("lisbon"), assistant_says("porto"), {"type": "x"}])
+    table = AgentMessage._meta.db_table
+    inserts = [q["sql"] for q in queries if table in q["sql"] and "INSERT" in q["sql"].upper()]
+    assert len(inserts) == 1, inserts  # the messages, text included, in one statement
+    texts = AgentMessage.objects.order_by("pk").values_list("text", flat=True)
+    assert list(texts) == ["warm up", "lisbon", "porto", ""]

@@ -541,7 +541,9 @@ class Command(BaseCommand):
         for alias in aliases:
             filled += backfill.fill_text(alias, batch_size=batch_size, report=report)
             built_with = backfill.rebuild_index(alias)
-            if built_with is not None and verbosity >= 1:
+            if built_with == "incomplete" and verbosity >= 1:
+                self.stdout.write(f"{alias}: the search index was incomplete; rebuilt.")
+            elif built_with is not None and verbosity >= 1:
                 self.stdout.write(
                     f"{alias}: the search index was rebuilt with the text search "
                     f"configuration {conf.search_config()!r} (it had {built_with!r})."
