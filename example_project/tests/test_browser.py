@@ -628,8 +628,11 @@ def search_flow(browser: Browser, base_url: str, database_url: str) -> None:
         page.set_viewport_size({"width": 390, "height": 844})
         width = page.evaluate("document.scrollingElement.scrollWidth")
         assert width <= 390, width
-        box = snippet.bounding_box()
-        assert box is not None and box["width"] > 250, box
+        # The snippet wraps within the list: none of it is cut off at the right.
+        box, shown = snippet.bounding_box(), page.get_by_test_id("results").bounding_box()
+        assert box is not None and shown is not None
+        assert box["width"] > 250 and box["x"] + box["width"] <= shown["x"] + shown["width"], box
+        assert snippet.evaluate("element => element.scrollWidth <= element.clientWidth")
         page.screenshot(path=str(SCREENSHOTS["phone-search"]), full_page=True)
         results.click()
         expect(page).to_have_url(conversation_url)
