@@ -8,6 +8,7 @@ the median over the rounds of operations per second (wall time) and of the
 process's CPU time per operation.
 
     python benchmarks/bench.py --db sqlite|postgres|mysql [--rounds N] [--quick] [--markdown]
+    python benchmarks/bench.py --search --db sqlite|postgres|mysql [--quick]  # search_workload.py
 
 See ``benchmarks/README.md`` for what each workload does and how to read the table.
 """
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, TypeVar
+
+import search_workload  # the --search workload, from beside this file
 
 Item = dict[str, Any]
 
@@ -656,11 +659,14 @@ def django_database(db: str, workdir: Path) -> dict[str, Any]:
     }
 
 
-def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -> str:
+def setup_django(
+    db: str, workdir: Path, prepare_threshold: int | None = None, *, admin: bool = False
+) -> str:
     """Configure Django, migrate the app, and return the database server's version.
 
     ``prepare_threshold`` (PostgreSQL): the OPTIONS under which psycopg prepares a
-    statement once it has run that many times on a connection.
+    statement once it has run that many times on a connection. ``admin``: Django's
+    admin is installed too (the search workload times its changelist).
     """
     import django
     from django.conf import settings
@@ -678,6 +684,7 @@ def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -
         SECRET_KEY="benchmark",
         USE_TZ=True,
         INSTALLED_APPS=[
+            *(["django.contrib.admin"] if admin else []),
             "django.contrib.auth",  # the sessions' owner is a user
             "django.contrib.contenttypes",
             "openai_django_sessions",
@@ -686,7 +693,9 @@ def setup_django(db: str, workdir: Path, prepare_threshold: int | None = None) -
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )
     django.setup()
-    call_command("migrate", "openai_django_sessions", verbosity=0)
+    # With the admin, every app (the users' table as it is now, not as the app's
+    # first migration needs it); without, the app and what it depends on.
+    call_command("migrate", *([] if admin else ["openai_django_sessions"]), verbosity=0)
     version = {
         "sqlite": "SELECT 'SQLite ' || sqlite_version()",
         "postgres": "SELECT 'PostgreSQL ' || current_setting('server_version')",
@@ -742,7 +751,7 @@ async def fill(session: Store, count: int) -> None:
         await session.add_items(history[start : start + 100])
 
 
-async def seed(contender: Contender) -> None:
+async def prepare_data(contender: Contender) -> None:
     """Untimed data every round relies on, and other conversations around it."""
     await fill(contender.session("history"), HISTORY)
     for index in range(BACKGROUND):
@@ -753,7 +762,7 @@ async def seed(contender: Contender) -> None:
 
 
 def analyze(db: str, workdir: Path) -> None:
-    """Refresh planner statistics after seeding, as a database in use would have them."""
+    """Refresh planner statistics after the data is in, as a database in use would have them."""
     if db == "sqlite":
         for path in sorted(workdir.glob("*.sqlite3")):
             with sqlite3.connect(path, timeout=20) as conn:
@@ -864,6 +873,14 @@ WORKLOADS = (
 )
 
 
+# The workloads a run times (--workload NAME, repeatable; all by default).
+ONLY: list[str] = []
+
+
+def chosen_workloads() -> list[Workload]:
+    return [w for w in WORKLOADS if not ONLY or w.name in ONLY]
+
+
 # -- running and reporting ---------------------------------------------------------------
 
 
@@ -921,7 +938,7 @@ async def run_rounds(contenders: list[Contender], rounds: int, scale: float) -> 
     results: Results = {}
     live = [c for c in contenders if c.error is None]
     for round_no in range(-1, rounds):  # round -1 warms connections and caches up
-        for index, workload in enumerate(WORKLOADS):
+        for index, workload in enumerate(chosen_workloads()):
             count = workload.scaled(scale if round_no >= 0 else scale / 4)
             for contender in live:
                 await workload.prepare(contender, count * workload.per_step)
@@ -977,7 +994,7 @@ def table_rows(contenders: list[Contender], results: Results, cpu: bool) -> list
         *(f"Django/{short[name]}" for name in baselines),
     ]
     rows = [header]
-    for workload in WORKLOADS:
+    for workload in chosen_workloads():
         cells = [f"{workload.name} ({workload.unit})"]
         for contender in contenders:
             spent = results.get((workload.name, contender.name))
@@ -1093,7 +1110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL: Django's alias gets OPTIONS server_side_binding=True and "
         "prepare_threshold=N (prepared statements)",
     )
+    parser.add_argument(
+        "--workload",
+        action="append",
+        default=[],
+        choices=[w.name for w in WORKLOADS],
+        help="time only this workload (repeatable; default: all)",
+    )
+    search_workload.add_arguments(parser)
     args = parser.parse_args(argv)
+    ONLY[:] = args.workload
     if args.rounds is None:
         args.rounds = 2 if args.quick else 7
     if args.rounds < 1:
@@ -1109,7 +1135,7 @@ async def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Conte
                 await verify(contender)
         for contender in contenders:
             if contender.error is None:
-                await seed(contender)
+                await prepare_data(contender)
         await asyncio.to_thread(analyze, args.db, workdir)
         if args.db == "sqlite":
             check_wal(workdir)
@@ -1123,6 +1149,9 @@ async def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Conte
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.search:
+        search(args)
+        return
     with tempfile.TemporaryDirectory(prefix="ods-bench-") as tmp:
         workdir = Path(tmp)
         server = setup_django(args.db, workdir, args.prepare_threshold)
@@ -1130,6 +1159,23 @@ def main(argv: list[str] | None = None) -> None:
         statements = statements_per_turn()
     print(report(args, contenders, results, server))
     print(statements)
+
+
+def search(args: argparse.Namespace) -> None:
+    """The search workload (``search_workload.py``), on its own scratch database."""
+    global DB_NAME
+    DB_NAME = os.environ.get("BENCH_DB_NAME", "ods_bench_search")
+    with tempfile.TemporaryDirectory(prefix="ods-bench-") as tmp:
+        workdir = Path(tmp)
+        server = setup_django(args.db, workdir, args.prepare_threshold, admin=True)
+        print(
+            search_workload.run(
+                args, functools.partial(analyze, args.db, workdir), lambda: machine(server)
+            )
+        )
+        from django.db import connections
+
+        connections.close_all()
 
 
 if __name__ == "__main__":

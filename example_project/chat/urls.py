@@ -6,6 +6,7 @@ app_name = "chat"
 urlpatterns = [
     path("", views.conversation_list, name="list"),
     path("new/", views.new_conversation, name="new"),
+    path("search/", views.search_conversations, name="search"),
     path("c/<str:session_id>/", views.conversation, name="conversation"),
     path("c/<str:session_id>/send/", views.send_message, name="send"),
     path("c/<str:session_id>/stream/", views.stream_message, name="stream"),

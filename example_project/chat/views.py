@@ -27,6 +27,7 @@ from typing import Any
 
 import openai
 from agents.exceptions import AgentsException
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, IntegerField, OuterRef, Subquery
@@ -43,7 +44,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from openai_django_sessions import SessionBusy
+from openai_django_sessions import SessionBusy, search
 from openai_django_sessions.details import TITLE_MAX_LENGTH
 from openai_django_sessions.models import AgentMessage, AgentSession
 
@@ -119,10 +120,65 @@ async def conversation_list(request: HttpRequest) -> HttpResponse:
     ]
     context = {
         "conversations": conversations,
+        "max_query_length": search.MAX_QUERY_LENGTH,
         "model_label": model_label(),
         "offline": uses_offline_model(),
     }
     return TemplateResponse(request, "chat/list.html", context)
+
+
+@dataclass
+class SearchResult:
+    """One conversation found by the search: where it said what was looked for."""
+
+    session_id: str
+    title: str
+    snippet: str
+    last_activity: datetime | None
+
+
+SEARCH_RESULTS = 20
+
+
+@never_cache
+@login_required
+@require_GET
+async def search_conversations(request: HttpRequest) -> HttpResponse:
+    """The user's conversations with a message holding every word of ``q``, best first.
+
+    ``search.search(user, q)`` (one query per database; the library scopes it to
+    the user, so another user's conversations never show), through
+    ``sync_to_async`` as the library's search is synchronous. Each result shows
+    its title and the snippet of the best matching message, with the searched
+    words marked. No ``q`` (or only spaces) searches nothing and shows the box.
+    """
+    user = await request.auser()
+    # No word holds a null character: it separates words, as a space does.
+    query = " ".join(request.GET.get("q", "").replace("\x00", " ").split())
+    results: list[SearchResult] = []
+    error = None
+    if len(query) > search.MAX_QUERY_LENGTH:
+        error = (
+            f"Searches are limited to {search.MAX_QUERY_LENGTH:,} characters; "
+            f"this one has {len(query):,}."
+        )
+    elif query:
+        found = await sync_to_async(search.search)(user, query, limit=SEARCH_RESULTS)
+        results = [
+            SearchResult(
+                row.session_id, row.title or row.session_id, row.search_snippet, row.updated_at
+            )
+            for row in found
+        ]
+    context = {
+        "query": query,
+        "results": results,
+        "error": error,
+        "max_query_length": search.MAX_QUERY_LENGTH,
+        "max_results": SEARCH_RESULTS,
+        "model_label": model_label(),
+    }
+    return TemplateResponse(request, "chat/search.html", context)
 
 
 def _bubble_count() -> Coalesce:

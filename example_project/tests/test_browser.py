@@ -46,6 +46,8 @@ SCREENSHOTS = {
         "admin-1280",
         "admin-1600",
         "two-tabs",
+        "search",
+        "phone-search",
     )
 }
 POSTGRES_SCREENSHOTS = {
@@ -109,6 +111,7 @@ def test_conversation_flow_on_sqlite(browser: Browser, page: Page, tmp_path: Pat
         phone_flow(browser, base_url, database_url)
         admin_flow(page, base_url, database_url)
         ownership_flow(browser, base_url, database_url)
+        search_flow(browser, base_url, database_url)
     for screenshot in SCREENSHOTS.values():
         assert screenshot.stat().st_size > 10_000
     assert "lifespan" not in log.read_text()  # uvicorn started without its warning
@@ -596,6 +599,53 @@ def ownership_flow(browser: Browser, base_url: str, database_url: str) -> None:
     finally:
         for page in pages.values():
             page.context.close()
+
+
+def search_flow(browser: Browser, base_url: str, database_url: str) -> None:
+    """The list's search box finds the user's conversation by a word of it, the word
+    marked in the snippet; another user finds nothing; at 390 px nothing overflows."""
+    context = browser.new_context(viewport={"width": 900, "height": 1000})
+    page = context.new_page()
+    try:
+        new_conversation_of(page, base_url, create_user(database_url, "searcher"), "searcher")
+        send(page, "Pack a rain jacket for Lisbon, the forecast says showers")
+        conversation_url = page.url
+        page.goto(base_url + "/")
+        page.get_by_role("button", name="New conversation").click()
+        send(page, "My name is Ada")
+        page.goto(base_url + "/")
+        box = page.get_by_role("searchbox", name="Search your conversations")
+        box.fill("lisbon JACKET")
+        box.press("Enter")
+        expect(page).to_have_url(re.compile(r"/search/\?q=lisbon\+JACKET$"))
+        results = page.get_by_test_id("results").get_by_role("link")
+        expect(results).to_have_count(1)
+        expect(results).to_contain_text("Pack a rain jacket for Lisbon")
+        snippet = page.get_by_test_id("snippet")
+        expect(snippet.locator("mark")).to_have_text(["jacket", "Lisbon"])
+        expect(page.get_by_role("searchbox")).to_have_value("lisbon JACKET")
+        page.screenshot(path=str(SCREENSHOTS["search"]), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        width = page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 390, width
+        # The snippet wraps within the list: none of it is cut off at the right.
+        box, shown = snippet.bounding_box(), page.get_by_test_id("results").bounding_box()
+        assert box is not None and shown is not None
+        assert box["width"] > 250 and box["x"] + box["width"] <= shown["x"] + shown["width"], box
+        assert snippet.evaluate("element => element.scrollWidth <= element.clientWidth")
+        page.screenshot(path=str(SCREENSHOTS["phone-search"]), full_page=True)
+        results.click()
+        expect(page).to_have_url(conversation_url)
+
+        # Another user's words are not found, even the same ones.
+        other = browser.new_context(viewport={"width": 900, "height": 1000}).new_page()
+        new_conversation_of(other, base_url, create_user(database_url, "nosy"), "nosy")
+        other.goto(base_url + "/search/?q=lisbon")
+        expect(other.get_by_test_id("no-results")).to_be_visible()
+        expect(other.locator("body")).not_to_contain_text("jacket")
+        other.context.close()
+    finally:
+        context.close()
 
 
 def wait_for_history(database_url: str, session_id: str, expected: str) -> None:
