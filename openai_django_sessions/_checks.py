@@ -53,6 +53,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "MAX_ITEM_BYTES": (int, type(None)),
     "PREVIOUS_SHARDS": (list, tuple, type(None)),
     "EXPIRE_AFTER": (timedelta, int, float, type(None)),
+    "DRIVER_CURSOR": (bool,),
 }
 
 

@@ -11,6 +11,7 @@ OPENAI_DJANGO_SESSIONS = {
     "PREVIOUS_SHARDS": None,  # SHARDS before the last change, while sessions move
     "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
     "EXPIRE_AFTER": None,  # a timedelta or seconds: conversations inactive that long expire
+    "DRIVER_CURSOR": True,  # the hot statements on the driver's cursor when nothing observes
 }
 ```
 """
@@ -34,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "PREVIOUS_SHARDS": None,
     "MAX_ITEM_BYTES": None,
     "EXPIRE_AFTER": None,
+    "DRIVER_CURSOR": True,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.
