@@ -87,12 +87,14 @@ def instrument(clock: Clock, session: Any) -> None:
     connection._commit = clock.timed("commit", connection._commit)
 
 
-async def django_round(turns: int, round_no: int) -> dict[str, float]:
+async def django_round(turns: int, round_no: int, driver_cursor: bool = True) -> dict[str, float]:
     from asgiref.sync import sync_to_async
 
-    from openai_django_sessions import DjangoSession
+    from openai_django_sessions import DjangoSession, _driver
 
-    session = DjangoSession(f"profile-{round_no}")
+    # DRIVER_CURSOR as the setting would give it, without override_settings in the way.
+    _driver._enabled = driver_cursor
+    session = DjangoSession(f"profile-{round_no}-{driver_cursor}")
     await session.add_items(bench.batch(0))
     clock = Clock()
     # The session's calls run in one worker thread (no request context): this one.
@@ -154,16 +156,25 @@ async def hop_round(calls: int) -> dict[str, bench.Spent]:
 
 async def profile(args: argparse.Namespace, workdir: Path) -> list[str]:
     rounds: list[dict[str, float]] = []
+    cursor_rounds: list[dict[str, float]] = []
     sdk: list[float] = []
     hops: list[dict[str, bench.Spent]] = []
     for round_no in range(args.rounds):
+        if args.django_cursor and round_no % 2:  # the two settings take turns going first
+            cursor_rounds.append(await django_round(args.turns, round_no, driver_cursor=False))
         rounds.append(await django_round(args.turns, round_no))
+        if args.django_cursor and not round_no % 2:
+            cursor_rounds.append(await django_round(args.turns, round_no, driver_cursor=False))
         if args.db == "sqlite":
             sdk.append(await sdk_round(workdir / "sdk.sqlite3", args.turns, round_no))
         hops.append(await hop_round(args.turns * 2))
     median = {layer: statistics.median(r[layer] for r in rounds) for layer in rounds[0]}
     parts = ", ".join(f"{layer} {median[layer]:,.0f}" for layer in LAYERS)
     lines = [f"DjangoSession: {median['total']:,.0f} us per turn ({parts})"]
+    if cursor_rounds:
+        off = {layer: statistics.median(r[layer] for r in cursor_rounds) for layer in rounds[0]}
+        parts = ", ".join(f"{layer} {off[layer]:,.0f}" for layer in LAYERS)
+        lines.append(f"DRIVER_CURSOR off: {off['total']:,.0f} us per turn ({parts})")
     if sdk:
         lines.append(f"SQLiteSession: {statistics.median(sdk):,.0f} us per turn")
     lines.append(
@@ -182,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres", "mysql"), default="sqlite")
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--django-cursor",
+        action="store_true",
+        help="also DjangoSession with DRIVER_CURSOR off, taking turns round by round",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ods-profile-") as tmp:
         workdir = Path(tmp)
