@@ -57,8 +57,9 @@ HISTORY = 2000  # items in the session that read_all_2000 and read_20_of_2000 re
 CONVERSATIONS = 32
 TURNS_PER_REQUEST = 4  # turns each conversation makes in one request context
 BACKGROUND = 100  # other conversations of 20 items each, so tables are not a single session
-DJANGO, SDK_SQLITE, SQLALCHEMY, FLOOR = (
+DJANGO, DJANGO_CURSOR, SDK_SQLITE, SQLALCHEMY, FLOOR = (
     "DjangoSession",
+    "Django's cursor",
     "SQLiteSession",
     "SQLAlchemySession",
     "floor",
@@ -175,7 +176,44 @@ class Contender:
             await self.on_close(self)
 
 
-def django_contender() -> Contender:
+class CursorChoice:
+    """A ``DjangoSession`` whose calls run with ``DRIVER_CURSOR`` set to ``on``.
+
+    Both settings take turns in one process (``--django-cursor``): the flag the
+    setting is read into is set before each call, which costs nothing next to
+    ``override_settings``; only one contender's calls are in flight at a time.
+    """
+
+    def __init__(self, session_id: str, on: bool) -> None:
+        from openai_django_sessions import DjangoSession
+
+        self._session = DjangoSession(session_id)
+        self._on = on
+
+    def _choose(self) -> None:
+        from openai_django_sessions import _driver
+
+        _driver._enabled = self._on
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        self._choose()
+        return await self._session.get_items(limit)
+
+    async def add_items(self, items: list[Any]) -> None:
+        self._choose()
+        await self._session.add_items(items)
+
+    async def pop_item(self) -> Any:
+        self._choose()
+        return await self._session.pop_item()
+
+    async def clear_session(self) -> None:
+        self._choose()
+        await self._session.clear_session()
+
+
+def django_contender(driver_cursor: bool | None = None) -> Contender:
+    """``DjangoSession``; with ``driver_cursor``, that value of ``DRIVER_CURSOR`` for its calls."""
     from asgiref.sync import ThreadSensitiveContext, sync_to_async
     from django.db import close_old_connections, connections
 
@@ -195,7 +233,15 @@ def django_contender() -> Contender:
     async def close(_: Contender) -> None:
         await sync_to_async(connections.close_all)()
 
-    return Contender(DJANGO, DjangoSession, request=request, on_close=close)
+    if driver_cursor is None:
+        return Contender(DJANGO, DjangoSession, request=request, on_close=close)
+    return Contender(
+        DJANGO if driver_cursor else DJANGO_CURSOR,
+        # Conversations of their own: both contenders share Django's database.
+        lambda sid: CursorChoice(sid if driver_cursor else f"cursor-{sid}", driver_cursor),
+        request=request,
+        on_close=close,
+    )
 
 
 def sdk_sqlite_contender(path: Path) -> Contender:
@@ -717,8 +763,11 @@ def check_wal(workdir: Path) -> None:
             raise SystemExit(f"{path.name} is in journal_mode={mode}, not WAL")
 
 
-async def build_contenders(db: str, workdir: Path) -> list[Contender]:
-    contenders = [django_contender()]
+async def build_contenders(db: str, workdir: Path, django_cursor: bool) -> list[Contender]:
+    if django_cursor:  # both settings of DRIVER_CURSOR, taking turns like the others
+        contenders = [django_contender(True), django_contender(False)]
+    else:
+        contenders = [django_contender()]
     if db == "sqlite":
         contenders.append(sdk_sqlite_contender(workdir / "sdk.sqlite3"))
     contenders.append(await sqlalchemy_contender(db, workdir))
@@ -987,11 +1036,18 @@ def ratio(results: Results, workload: str, numerator: str, denominator: str, cpu
 def table_rows(contenders: list[Contender], results: Results, cpu: bool) -> list[list[str]]:
     baselines = [SDK_SQLITE] if any(c.name == SDK_SQLITE for c in contenders) else []
     baselines += [SQLALCHEMY, FLOOR]
-    short = {SDK_SQLITE: "SQLite", SQLALCHEMY: "SA", FLOOR: "floor"}
+    if any(c.name == DJANGO_CURSOR for c in contenders):
+        baselines.append(DJANGO_CURSOR)
+    short = {SDK_SQLITE: "SQLite", SQLALCHEMY: "SA", FLOOR: "floor", DJANGO_CURSOR: "cursor"}
+    # With both settings of DRIVER_CURSOR: Django's cursor against the same baselines.
+    before = (
+        [b for b in baselines if b in (SDK_SQLITE, FLOOR)] if DJANGO_CURSOR in baselines else []
+    )
     header = [
         "CPU µs per operation" if cpu else "workload (per second)",
         *(c.name for c in contenders),
         *(f"Django/{short[name]}" for name in baselines),
+        *(f"cursor/{short[name]}" for name in before),
     ]
     rows = [header]
     for workload in chosen_workloads():
@@ -1006,6 +1062,7 @@ def table_rows(contenders: list[Contender], results: Results, cpu: bool) -> list
                 value = statistics.median(s.cpu_us if cpu else s.rate for s in spent)
                 cells.append(f"{value:,.0f}")
         cells += [ratio(results, workload.name, DJANGO, name, cpu) for name in baselines]
+        cells += [ratio(results, workload.name, DJANGO_CURSOR, name, cpu) for name in before]
         rows.append(cells)
     return rows
 
@@ -1118,6 +1175,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="time only this workload (repeatable; default: all)",
     )
     search_workload.add_arguments(parser)
+    parser.add_argument(
+        "--django-cursor",
+        action="store_true",
+        help="one more contender: DjangoSession with DRIVER_CURSOR off (Django's cursor)",
+    )
     args = parser.parse_args(argv)
     ONLY[:] = args.workload
     if args.rounds is None:
@@ -1128,7 +1190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Contender], Results]:
-    contenders = await build_contenders(args.db, workdir)
+    contenders = await build_contenders(args.db, workdir, args.django_cursor)
     try:
         for contender in contenders:
             if contender.error is None:

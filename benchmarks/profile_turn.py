@@ -6,7 +6,9 @@ Runs ``--turns`` turns (``get_items(limit=20)``, then ``add_items`` of 5 items, 
 ``bench.py``) on one conversation and splits the wall time of each into:
 
 - ``statements``: the driver executing SQL (``BEGIN`` included), timed around
-  ``cursor.execute`` by a Django execute wrapper;
+  the driver's ``execute`` on both cursors the package uses (Django's, and the
+  driver's own for the hot statements); not with an execute wrapper, which
+  would send every statement through Django's cursor;
 - ``commit``: the driver's ``COMMIT`` (on SQLite, the WAL write and its ``fdatasync``);
 - ``python``: the rest of the time inside the worker thread's functions: the
   package's checks and routing, preparing parameters, Django's cursor and
@@ -61,28 +63,38 @@ class Clock:
 
         return timed_call
 
-    def execute(self, execute: Callable[..., Any], *args: Any) -> Any:
-        return self.timed("statements", execute)(*args)
+
+_ORIGINALS: dict[tuple[type, str], Callable[..., Any]] = {}
 
 
 def instrument(clock: Clock, session: Any) -> None:
     """Time ``session``'s work in its worker thread, and that thread's connection."""
     from django.db import connections
+    from django.db.backends.utils import CursorWrapper
+
+    from openai_django_sessions._driver import DriverCursor
 
     session._get_items = clock.timed("sync", session._get_items)
     session._add_items = clock.timed("sync", session._add_items)
     connection = connections["default"]
     connection.ensure_connection()
-    connection.execute_wrappers.append(clock.execute)
+    # The innermost step of each cursor, where it calls the driver: nothing that
+    # makes the package fall back to Django's cursor (see _driver.observed). Each
+    # round wraps the methods as they were before the first round.
+    for cls, name in ((CursorWrapper, "_execute"), (DriverCursor, "execute")):
+        method = _ORIGINALS.setdefault((cls, name), getattr(cls, name))
+        setattr(cls, name, clock.timed("statements", method))
     connection._commit = clock.timed("commit", connection._commit)
 
 
-async def django_round(turns: int, round_no: int) -> dict[str, float]:
+async def django_round(turns: int, round_no: int, driver_cursor: bool = True) -> dict[str, float]:
     from asgiref.sync import sync_to_async
 
-    from openai_django_sessions import DjangoSession
+    from openai_django_sessions import DjangoSession, _driver
 
-    session = DjangoSession(f"profile-{round_no}")
+    # DRIVER_CURSOR as the setting would give it, without override_settings in the way.
+    _driver._enabled = driver_cursor
+    session = DjangoSession(f"profile-{round_no}-{driver_cursor}")
     await session.add_items(bench.batch(0))
     clock = Clock()
     # The session's calls run in one worker thread (no request context): this one.
@@ -144,16 +156,25 @@ async def hop_round(calls: int) -> dict[str, bench.Spent]:
 
 async def profile(args: argparse.Namespace, workdir: Path) -> list[str]:
     rounds: list[dict[str, float]] = []
+    cursor_rounds: list[dict[str, float]] = []
     sdk: list[float] = []
     hops: list[dict[str, bench.Spent]] = []
     for round_no in range(args.rounds):
+        if args.django_cursor and round_no % 2:  # the two settings take turns going first
+            cursor_rounds.append(await django_round(args.turns, round_no, driver_cursor=False))
         rounds.append(await django_round(args.turns, round_no))
+        if args.django_cursor and not round_no % 2:
+            cursor_rounds.append(await django_round(args.turns, round_no, driver_cursor=False))
         if args.db == "sqlite":
             sdk.append(await sdk_round(workdir / "sdk.sqlite3", args.turns, round_no))
         hops.append(await hop_round(args.turns * 2))
     median = {layer: statistics.median(r[layer] for r in rounds) for layer in rounds[0]}
     parts = ", ".join(f"{layer} {median[layer]:,.0f}" for layer in LAYERS)
     lines = [f"DjangoSession: {median['total']:,.0f} us per turn ({parts})"]
+    if cursor_rounds:
+        off = {layer: statistics.median(r[layer] for r in cursor_rounds) for layer in rounds[0]}
+        parts = ", ".join(f"{layer} {off[layer]:,.0f}" for layer in LAYERS)
+        lines.append(f"DRIVER_CURSOR off: {off['total']:,.0f} us per turn ({parts})")
     if sdk:
         lines.append(f"SQLiteSession: {statistics.median(sdk):,.0f} us per turn")
     lines.append(
@@ -172,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres", "mysql"), default="sqlite")
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--django-cursor",
+        action="store_true",
+        help="also DjangoSession with DRIVER_CURSOR off, taking turns round by round",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ods-profile-") as tmp:
         workdir = Path(tmp)

@@ -55,6 +55,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "PREVIOUS_SHARDS": (list, tuple, type(None)),
     "EXPIRE_AFTER": (timedelta, int, float, type(None)),
     "SEARCH_CONFIG": (str,),
+    "DRIVER_CURSOR": (bool,),
 }
 
 

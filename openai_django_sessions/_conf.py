@@ -12,6 +12,7 @@ OPENAI_DJANGO_SESSIONS = {
     "MAX_ITEM_BYTES": None,  # None follows the database; see limits.max_item_bytes
     "EXPIRE_AFTER": None,  # a timedelta or seconds: conversations inactive that long expire
     "SEARCH_CONFIG": "simple",  # PostgreSQL's text search configuration for search
+    "DRIVER_CURSOR": True,  # the hot statements on the driver's cursor when nothing observes
 }
 ```
 """
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ITEM_BYTES": None,
     "EXPIRE_AFTER": None,
     "SEARCH_CONFIG": "simple",
+    "DRIVER_CURSOR": True,
 }
 # Plain SQL identifiers only: these names are written into DDL. 50 characters
 # leaves room for the suffixes of index names within every backend's limit.

@@ -25,7 +25,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
-from . import limits
+from . import _driver, limits
 from .items import JSONText, encode, json_size
 from .models import AgentMessage, AgentSession, AgentUsage
 from .search import message_text
@@ -215,7 +215,7 @@ class Storage:
         params: list[Any] = [session_id]
         if owner is not None:
             params.append(self._owner_param(owner))
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             if limit != 0:
                 cursor.execute(self.history_sql(limit=limit, owned=owner is not None), params)
                 rows = cursor.fetchall()
@@ -240,7 +240,7 @@ class Storage:
         connection = connections[self.alias]
         updated_at = _field(self.session_model, "updated_at")
         now = updated_at.get_db_prep_save(timezone.now(), connection)
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             if owner is None:
                 cursor.execute(self._lock, [now, session_id])
             else:
@@ -272,7 +272,7 @@ class Storage:
         if owner is not None:
             row["owner_id"] = owner
         params = self._params(self.session_columns, row)
-        with connections[self.alias].cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(self._upsert, params)
             returned = cursor.fetchone() if self._returns_rows else None
         if returned is not None:
@@ -467,7 +467,7 @@ class Storage:
         }
         fk = self.session_fk.attname
         shared[fk] = self.session_fk.get_db_prep_save(session_pk, connection)
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             for run in runs:
                 batch = rows[run.start : run.stop]
                 values = [
@@ -568,7 +568,7 @@ class Storage:
         other pop races for the same row.
         """
         connection = connections[self.alias]
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(self._pop, [session_id])
             row = cursor.fetchone()
             if row is None:
@@ -577,6 +577,14 @@ class Storage:
                 cursor.execute(self._delete_message, [row[0]])
                 row = row[1:]
         return True, self._data.from_db_value(row[0], None, connection)
+
+    def _cursor(self) -> _driver.Cursor:
+        """The cursor the hot statements (history, lock, upsert, insert, pop) run on.
+
+        The driver's cursor of this thread's connection to the alias, or
+        Django's whenever something observes Django's cursors (see ``_driver``).
+        """
+        return _driver.cursor(connections[self.alias])
 
     # -- building the statements -------------------------------------------------
 

@@ -49,6 +49,17 @@ if PREPARED_STATEMENTS:
     }
 
 
+# TEST_DRIVER_CURSOR=0: the hot statements on Django's cursor (DRIVER_CURSOR False), so
+# the suite covers both paths; by default they run on the driver's cursor.
+DRIVER_CURSOR = os.environ.get("TEST_DRIVER_CURSOR", "1") != "0"
+OPENAI_DJANGO_SESSIONS = {"DRIVER_CURSOR": DRIVER_CURSOR}
+
+
+def with_driver_cursor(value: dict[str, Any]) -> dict[str, Any]:
+    """``OPENAI_DJANGO_SESSIONS`` as a test sets it, keeping this run's ``DRIVER_CURSOR``."""
+    return {"DRIVER_CURSOR": DRIVER_CURSOR, **value}
+
+
 def _second(config: dict, suffix: str = "other") -> dict:
     """The same server under another database name, for routing and shard tests."""
     other = {**config, "NAME": f"{config['NAME']}_{suffix}"}

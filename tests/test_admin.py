@@ -21,6 +21,7 @@ from model_bakery import baker
 
 from openai_django_sessions import admin as ods_admin
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
+from tests.settings import with_driver_cursor
 
 pytestmark = pytest.mark.django_db
 
@@ -526,7 +527,7 @@ def test_staff_with_delete_permission_deletes_the_messages_too(
 def test_admin_reads_the_database_named_in_the_setting(admin_client: Client, settings: Any) -> None:
     make_session("on-default", 1)
     elsewhere = make_session("on-other", 3, using="other")
-    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "other"}
+    settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"DATABASE": "other"})
 
     listing = admin_client.get(CHANGELIST)
     page = admin_client.get(change_url(elsewhere))

@@ -102,7 +102,8 @@ def test_unknown_key_is_E002_and_suggests_the_closest_one(settings: Any) -> None
     assert errors[0].hint.startswith("Did you mean 'DATABASE'?")
     assert (
         "Valid keys: SESSIONS_TABLE, MESSAGES_TABLE, USAGE_TABLE, LEASES_TABLE, DATABASE, "
-        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES, EXPIRE_AFTER, SEARCH_CONFIG." in errors[1].hint
+        "SHARDS, PREVIOUS_SHARDS, MAX_ITEM_BYTES, EXPIRE_AFTER, SEARCH_CONFIG, "
+        "DRIVER_CURSOR." in errors[1].hint
     )
 
 
@@ -111,14 +112,16 @@ def test_values_of_the_wrong_type_are_E003(settings: Any) -> None:
         "SESSIONS_TABLE": 5,
         "USAGE_TABLE": None,
         "DATABASE": ["default"],
+        "DRIVER_CURSOR": "no",
     }
 
     errors = checks.check_settings()
 
-    assert ids(errors) == ["openai_django_sessions.E003"] * 3
+    assert ids(errors) == ["openai_django_sessions.E003"] * 4
     assert "['SESSIONS_TABLE'] must be str, not int" in errors[0].msg
     assert "['USAGE_TABLE'] must be str, not NoneType" in errors[1].msg
     assert "['DATABASE'] must be str or None, not list" in errors[2].msg
+    assert "['DRIVER_CURSOR'] must be bool, not str" in errors[3].msg
 
 
 @pytest.mark.parametrize("limit", [0, -1, True])

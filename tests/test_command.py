@@ -25,6 +25,7 @@ from openai_django_sessions import DjangoSession, maintenance
 from openai_django_sessions import _storage as storage
 from openai_django_sessions import _transfer as transfer
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
+from tests.settings import with_driver_cursor
 
 pytestmark = pytest.mark.django_db
 
@@ -796,7 +797,7 @@ def test_database_option_works_on_every_subcommand(tmp_path: Path) -> None:
 
 
 def test_database_setting_is_the_default_alias(settings: Any) -> None:
-    settings.OPENAI_DJANGO_SESSIONS = {"DATABASE": "missing"}
+    settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"DATABASE": "missing"})
     with pytest.raises(CommandError, match="Unknown database alias 'missing'"):
         run("list")
 

@@ -18,6 +18,7 @@ from django.test import override_settings
 
 from openai_django_sessions import DjangoSession, limits
 from openai_django_sessions.models import AgentMessage, AgentSession
+from tests.settings import with_driver_cursor
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -75,22 +76,26 @@ def test_on_mariadb_the_limit_is_half_the_packet_less_1_mib_and_the_setting_only
     allowed = _packet_now() // 2 - MiB
 
     assert limits.max_item_bytes("default") == allowed
-    with override_settings(OPENAI_DJANGO_SESSIONS={"MAX_ITEM_BYTES": 10 * allowed}):
+    with override_settings(
+        OPENAI_DJANGO_SESSIONS=with_driver_cursor({"MAX_ITEM_BYTES": 10 * allowed})
+    ):
         assert limits.max_item_bytes("default") == allowed
-    with override_settings(OPENAI_DJANGO_SESSIONS={"MAX_ITEM_BYTES": 1000}):
+    with override_settings(OPENAI_DJANGO_SESSIONS=with_driver_cursor({"MAX_ITEM_BYTES": 1000})):
         assert limits.max_item_bytes("default") == 1000
 
 
 @pytest.mark.vendor("sqlite", "postgresql")
 def test_elsewhere_the_limit_is_64_mib_and_the_setting_raises_or_lowers_it():
     assert limits.max_item_bytes("default") == 64 * MiB
-    with override_settings(OPENAI_DJANGO_SESSIONS={"MAX_ITEM_BYTES": 200 * MiB}):
+    with override_settings(
+        OPENAI_DJANGO_SESSIONS=with_driver_cursor({"MAX_ITEM_BYTES": 200 * MiB})
+    ):
         assert limits.max_item_bytes("default") == 200 * MiB
 
 
 async def test_the_setting_lowers_the_limit_and_its_refusal_names_it():
     session = DjangoSession("lowered")
-    with override_settings(OPENAI_DJANGO_SESSIONS={"MAX_ITEM_BYTES": 1000}):
+    with override_settings(OPENAI_DJANGO_SESSIONS=with_driver_cursor({"MAX_ITEM_BYTES": 1000})):
         await session.add_items([{"text": "x" * 900}])
         with pytest.raises(ValueError, match=r"items\[1\].*more than the 1,000.*MAX_ITEM_BYTES"):
             await session.add_items([{"ok": 1}, {"text": "x" * 1000}])
@@ -112,7 +117,7 @@ async def test_a_fork_into_a_database_whose_limit_the_items_exceed_is_refused_wr
     original = DjangoSession("over-the-target-limit")
     await original.add_items([{"text": "x" * 900}, {"text": "x" * 2000}])
 
-    lowered = override_settings(OPENAI_DJANGO_SESSIONS={"MAX_ITEM_BYTES": 1000})
+    lowered = override_settings(OPENAI_DJANGO_SESSIONS=with_driver_cursor({"MAX_ITEM_BYTES": 1000}))
     with lowered, pytest.raises(ValueError, match=r"items\[1\].*1,000.*MAX_ITEM_BYTES"):
         await original.afork("refused-fork", using="other")
 

@@ -21,7 +21,7 @@ from openai_django_sessions import DjangoSession, SessionBusy
 from openai_django_sessions.models import AgentSessionLease
 from openai_django_sessions.routers import shard_for
 from tests.row_locks import held_elsewhere
-from tests.settings import SHARDS
+from tests.settings import SHARDS, with_driver_cursor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -257,7 +257,7 @@ def test_bad_timeouts_and_lease_durations_are_refused_before_anything_is_written
 async def test_the_lease_lives_on_the_conversations_shard():
     sharded = override_settings(
         DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-        OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS},
+        OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS}),
     )
     with sharded:
         ids = [f"user-{n}-chat" for n in range(6)]

@@ -46,7 +46,7 @@ from openai_django_sessions.compaction import CompactionSession
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from openai_django_sessions.routers import shard_for
 from openai_django_sessions.usage import UsageTotals
-from tests.settings import SHARDS
+from tests.settings import SHARDS, with_driver_cursor
 from tests.test_compaction import FakeClient, always
 from tests.test_runner import texts
 from tests.test_usage import reported, spent
@@ -75,7 +75,9 @@ APART = {
 KEY = "k" * 32
 SOURCE = "pair-source"
 ROUTERS = ["openai_django_sessions.routers.ShardRouter"]
-SHARDED = override_settings(DATABASE_ROUTERS=ROUTERS, OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS})
+SHARDED = override_settings(
+    DATABASE_ROUTERS=ROUTERS, OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS})
+)
 
 
 def aspects_here() -> tuple[str, ...]:
@@ -134,7 +136,7 @@ def route(case: frozenset[str], settings: Any) -> None:
     """With the shards aspect, ``ShardRouter`` over the three shard aliases (for this test)."""
     if "shards" in case:
         settings.DATABASE_ROUTERS = ROUTERS
-        settings.OPENAI_DJANGO_SESSIONS = {"SHARDS": SHARDS}
+        settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"SHARDS": SHARDS})
 
 
 def tag(case: frozenset[str]) -> str:

@@ -27,16 +27,16 @@ from openai_django_sessions import DjangoSession
 from openai_django_sessions._rebalance import MoveConflict, move
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from openai_django_sessions.routers import shard_for
-from tests.settings import NEW_SHARD, SHARDS
+from tests.settings import NEW_SHARD, SHARDS, with_driver_cursor
 
 ALL = [*SHARDS, NEW_SHARD]
 BEFORE = override_settings(
     DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-    OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS},
+    OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS}),
 )
 AFTER = override_settings(
     DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-    OPENAI_DJANGO_SESSIONS={"SHARDS": ALL, "PREVIOUS_SHARDS": SHARDS},
+    OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": ALL, "PREVIOUS_SHARDS": SHARDS}),
 )
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +170,7 @@ def test_rebalance_counts_with_dry_run_moves_every_session_and_a_rerun_moves_not
         assert stored(session_id) == {shard_for(session_id, ALL): content}
 
 
-@override_settings(OPENAI_DJANGO_SESSIONS={})
+@override_settings(OPENAI_DJANGO_SESSIONS=with_driver_cursor({}))
 def test_rebalance_without_shards_is_a_command_error():
     from django.core.management.base import CommandError
 

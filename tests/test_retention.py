@@ -23,12 +23,14 @@ from openai_django_sessions import _checks as checks
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from openai_django_sessions.routers import shard_for
 from openai_django_sessions.tasks import purge_expired
-from tests.settings import SHARDS
+from tests.settings import SHARDS, with_driver_cursor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DAY = datetime.timedelta(days=1)
-THIRTY_DAYS = override_settings(OPENAI_DJANGO_SESSIONS={"EXPIRE_AFTER": 30 * DAY})
+THIRTY_DAYS = override_settings(
+    OPENAI_DJANGO_SESSIONS=with_driver_cursor({"EXPIRE_AFTER": 30 * DAY})
+)
 HELLO = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
 
 
@@ -287,7 +289,7 @@ if django.VERSION >= (6, 0):  # django.tasks; on 5.2 the function above is the w
 def test_purging_covers_every_shard(clock):
     sharded = override_settings(
         DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-        OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS, "EXPIRE_AFTER": 30 * DAY},
+        OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS, "EXPIRE_AFTER": 30 * DAY}),
     )
     with sharded:
         ids = [f"user-{n}-chat" for n in range(9)]
@@ -321,7 +323,7 @@ def test_expires_after_on_custom_tables_is_refused_naming_the_missing_column():
 
 @pytest.mark.parametrize("value", [0, -5, datetime.timedelta(0), False])
 def test_a_setting_that_is_not_a_positive_duration_is_E010(settings, value):
-    settings.OPENAI_DJANGO_SESSIONS = {"EXPIRE_AFTER": value}
+    settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"EXPIRE_AFTER": value})
 
     errors = checks.check_settings()
 
@@ -332,7 +334,7 @@ def test_a_setting_that_is_not_a_positive_duration_is_E010(settings, value):
 
 @pytest.mark.parametrize("value", [None, 3600, 1.5, datetime.timedelta(days=30)])
 def test_a_positive_duration_or_none_passes_the_checks(settings, value):
-    settings.OPENAI_DJANGO_SESSIONS = {"EXPIRE_AFTER": value}
+    settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"EXPIRE_AFTER": value})
 
     assert checks.check_settings() == []
 

@@ -7,6 +7,7 @@ from django.test import override_settings
 
 from openai_django_sessions import DjangoSession
 from openai_django_sessions.models import AgentSession
+from tests.settings import with_driver_cursor
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -43,7 +44,7 @@ async def test_using_selects_the_database():
 
 
 async def test_database_setting_is_the_default():
-    with override_settings(OPENAI_DJANGO_SESSIONS={"DATABASE": "other"}):
+    with override_settings(OPENAI_DJANGO_SESSIONS=with_driver_cursor({"DATABASE": "other"})):
         session = DjangoSession("configured")
         await session.add_items([{"n": 1}])
         assert await session.get_items() == [{"n": 1}]
@@ -59,7 +60,7 @@ async def test_routers_decide_when_nothing_is_configured():
 
 
 async def test_using_wins_over_the_setting():
-    with override_settings(OPENAI_DJANGO_SESSIONS={"DATABASE": "other"}):
+    with override_settings(OPENAI_DJANGO_SESSIONS=with_driver_cursor({"DATABASE": "other"})):
         await DjangoSession("explicit-wins", using="default").add_items([{"n": 1}])
     assert await where_stored("explicit-wins") == ["default"]
 

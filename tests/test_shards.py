@@ -26,11 +26,11 @@ from django.utils import timezone
 from openai_django_sessions import DjangoSession
 from openai_django_sessions.models import AgentMessage, AgentSession
 from openai_django_sessions.routers import ShardRouter, shard_for
-from tests.settings import SHARDS
+from tests.settings import SHARDS, with_driver_cursor
 
 SHARDED = override_settings(
     DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-    OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS},
+    OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS}),
 )
 IDS = [f"user-{n}-chat" for n in range(1000)]
 

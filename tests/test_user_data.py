@@ -15,7 +15,7 @@ from django.test import override_settings
 
 from openai_django_sessions import DjangoSession, maintenance, signals
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
-from tests.settings import SHARDS
+from tests.settings import SHARDS, with_driver_cursor
 
 
 def run(*args: str) -> str:
@@ -180,7 +180,7 @@ def test_erase_without_a_terminal_refuses_unless_noinput_and_deletes_nothing(
 
 SHARDED = override_settings(
     DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-    OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS},
+    OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS}),
 )
 
 
