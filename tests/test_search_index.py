@@ -132,8 +132,12 @@ def test_index_text_rebuilds_the_postgresql_index_when_the_configuration_changed
 # -- the query plans ------------------------------------------------------------------------
 
 
-def plan_of(sql: str) -> str:
-    prefix = {"postgresql": "EXPLAIN", "sqlite": "EXPLAIN QUERY PLAN", "mysql": "EXPLAIN"}
+def plan_of(sql: str, *, verbose: bool = False) -> str:
+    prefix = {
+        "postgresql": "EXPLAIN (VERBOSE)" if verbose else "EXPLAIN",
+        "sqlite": "EXPLAIN QUERY PLAN",
+        "mysql": "EXPLAIN",
+    }
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # tiny tables: make any usable index win
             cursor.execute("SET enable_seqscan = off")
@@ -162,6 +166,11 @@ def test_a_search_reads_the_full_text_index(alice: Any, scoped: bool) -> None:
         indexes = [f"{TABLE}_text_idx"] + (["agent_msg_session_id_idx"] if scoped else [])
         assert any(index in plan for index in indexes), plan
         assert "Seq Scan" not in plan, plan
+        # Matched and ranked on the stored vector: no message's text parsed again.
+        verbose = plan_of(queries[-1]["sql"], verbose=True)
+        assert "search_vector @@" in verbose, verbose
+        assert "ts_rank(m.search_vector" in verbose, verbose
+        assert "to_tsvector" not in verbose, verbose
     elif connection.vendor == "sqlite":
         assert re.search(rf"SCAN {TABLE}_fts VIRTUAL TABLE INDEX", plan), plan
     else:
@@ -200,6 +209,7 @@ def test_migrating_back_drops_the_index_and_forward_builds_it_again(alice: Any) 
             for c in connection.introspection.get_table_description(connection.cursor(), TABLE)
         ]
         assert "text" not in columns
+        assert fulltext.VECTOR_COLUMN not in columns  # PostgreSQL's, generated from text
         assert not set(connection.introspection.table_names()) & {f"{TABLE}_fts"}
     finally:
         call_command("migrate", "openai_django_sessions", verbosity=0)
