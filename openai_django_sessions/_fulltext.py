@@ -240,7 +240,7 @@ def searchable(alias: str, found: list[str]) -> list[str]:
 
 
 def _hits_sql(alias: str, found: Sequence[str], where: str) -> tuple[str, list[Any]]:
-    """``SELECT mid, sid, search_text, search_rank`` of the messages matching every word of
+    """``SELECT mid, sid, search_rank`` of the messages matching every word of
     ``found``, and ``where`` (SQL on the messages' alias ``m``)."""
     from .models import AgentMessage
 
@@ -248,7 +248,7 @@ def _hits_sql(alias: str, found: Sequence[str], where: str) -> tuple[str, list[A
     quote = connection.ops.quote_name
     table = quote(AgentMessage._meta.db_table)
     text = f"m.{quote('text')}"
-    select = f"m.{quote('id')} AS mid, m.{quote('session_id')} AS sid, {text} AS search_text"
+    select = f"m.{quote('id')} AS mid, m.{quote('session_id')} AS sid"
     if connection.vendor == "postgresql":
         config = conf.search_config()
         vector = f"m.{quote(VECTOR_COLUMN)}"
@@ -294,6 +294,7 @@ def search(rows: QuerySet[AgentSession], query: str, limit: int) -> list[AgentSe
     Expired conversations are left out, as every read leaves them out.
     """
     from . import _retention as retention
+    from .models import AgentMessage
 
     check_limit(limit)
     alias = rows.db
@@ -307,15 +308,21 @@ def search(rows: QuerySet[AgentSession], query: str, limit: int) -> list[AgentSe
     quote = connection.ops.quote_name
     hits, params = _hits_sql(alias, found, f" AND m.{quote('session_id')} IN ({sessions_sql})")
     sessions = quote(model._meta.db_table)
-    pk, updated_at = quote("id"), quote("updated_at")
-    # Each session's best message (by rank, then the newest), then the best sessions.
+    messages = quote(AgentMessage._meta.db_table)
+    pk, updated_at, text = quote("id"), quote("updated_at"), quote("text")
+    # Each session's best message (by rank, then the newest), then the best sessions;
+    # the text of the messages shown read last, for those only: carried through the
+    # sorts, every match's text made them spill to disk (a word in 10,000 messages).
     sql = (
-        f"SELECT s.*, h.search_rank, h.search_text FROM ("
-        f"SELECT hit.sid, hit.search_rank, hit.search_text, ROW_NUMBER() OVER ("
+        f"SELECT best.*, (SELECT t.{text} FROM {messages} t WHERE t.{pk} = best.search_mid) "
+        f"AS search_text FROM ("
+        f"SELECT s.*, h.search_rank, h.mid AS search_mid FROM ("
+        f"SELECT hit.sid, hit.mid, hit.search_rank, ROW_NUMBER() OVER ("
         f"PARTITION BY hit.sid ORDER BY hit.search_rank DESC, hit.mid DESC) AS search_row "
         f"FROM ({hits}) hit) h JOIN {sessions} s ON s.{pk} = h.sid "
         f"WHERE h.search_row = 1 ORDER BY h.search_rank DESC, s.{updated_at} DESC, s.{pk} DESC "
-        f"LIMIT %s"
+        f"LIMIT %s) best "
+        f"ORDER BY best.search_rank DESC, best.{updated_at} DESC, best.{pk} DESC"
     )
     results = list(
         model._default_manager.db_manager(alias).raw(sql, [*params, *sessions_params, limit])
@@ -323,7 +330,7 @@ def search(rows: QuerySet[AgentSession], query: str, limit: int) -> list[AgentSe
     for session in results:
         session.search_rank = float(session.search_rank)  # type: ignore[attr-defined]
         session.search_snippet = snippet(session.search_text or "", found)  # type: ignore[attr-defined]
-        del session.search_text  # type: ignore[attr-defined]
+        del session.search_text, session.search_mid  # type: ignore[attr-defined]
     return results
 
 
