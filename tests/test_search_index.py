@@ -118,6 +118,9 @@ def test_index_text_rebuilds_the_postgresql_index_when_the_configuration_changed
 
     settings.OPENAI_DJANGO_SESSIONS = {"SEARCH_CONFIG": "english"}
     try:
+        # Until the rebuild, the query is parsed with "english" ("run") and compared with
+        # the vectors "simple" made ("runs"): not found.
+        assert AgentSession.objects.search(alice, "running") == []
         output = run("index-text")
         assert "rebuilt with the text search configuration 'english' (it had 'simple')" in output
         assert fulltext.index_config(connection, TABLE) == "english"
