@@ -320,7 +320,7 @@ def full_text_indexes_rebuilt(table: str) -> Iterator[None]:
             cursor.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
                 "AND tablename = %s AND indexdef LIKE %s",
-                [table, "%to_tsvector%"],
+                [table, "%USING gin%"],
             )
             indexes = cursor.fetchall()
             drops = [f"DROP INDEX {quote(name)}" for name, _ in indexes]

@@ -7,11 +7,12 @@ interrupted run loses at most its current batch, and the next run continues
 with the rows still NULL. Writers need not stop: new rows come with their
 text, and a row deleted meanwhile is simply not updated.
 
-On PostgreSQL it then rebuilds the GIN index when the text search
-configuration it was built with is not ``SEARCH_CONFIG`` (the setting
-changed): every search uses the setting's configuration, and would not use
-the index otherwise. On SQLite it rebuilds the FTS5 table and its triggers
-when one is missing.
+On PostgreSQL it then rebuilds the ``search_vector`` column and its GIN
+index when the text search configuration the column is generated with is not
+``SEARCH_CONFIG`` (the setting changed): every search uses the setting's
+configuration. Dropping and adding the generated column rewrites the messages
+table, under an ACCESS EXCLUSIVE lock (reads and writes wait). On SQLite it
+rebuilds the FTS5 table and its triggers when one is missing.
 """
 
 from __future__ import annotations

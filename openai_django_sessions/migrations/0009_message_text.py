@@ -1,9 +1,12 @@
 # Full-text search: each message's searchable text (search.message_text) in a
 # column of its own, written by every write from now on; rows stored before
 # are NULL until `manage.py agent_sessions index-text` fills them. Then each
-# database's full-text index on it: a GIN index on to_tsvector(SEARCH_CONFIG, text)
-# on PostgreSQL, a FULLTEXT index on MariaDB/MySQL, an FTS5 table kept in step
-# by triggers on SQLite (see openai_django_sessions._fulltext).
+# database's full-text index on it: on PostgreSQL a stored generated column
+# search_vector = to_tsvector(SEARCH_CONFIG, text) (not on the model: the
+# database keeps it) and a GIN index on it, a FULLTEXT index on MariaDB/MySQL,
+# an FTS5 table kept in step by triggers on SQLite (see
+# openai_django_sessions._fulltext). Adding the generated column rewrites the
+# messages table on PostgreSQL, under an ACCESS EXCLUSIVE lock.
 from typing import Any
 
 from django.db import migrations, models
