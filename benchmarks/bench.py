@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 import search_workload  # the --search workload, from beside this file
+from tables import render_markdown, render_text
 
 Item = dict[str, Any]
 
@@ -1065,25 +1066,6 @@ def table_rows(contenders: list[Contender], results: Results, cpu: bool) -> list
         cells += [ratio(results, workload.name, DJANGO_CURSOR, name, cpu) for name in before]
         rows.append(cells)
     return rows
-
-
-def render_text(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def render_markdown(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(row) + " |" for row in rows]
-    lines.insert(1, "| " + " | ".join(["---", *["---:"] * (len(rows[0]) - 1)]) + " |")
-    return "\n".join(lines)
 
 
 def report(

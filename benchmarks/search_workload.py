@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tables import render_markdown, render_text
+
 Item = dict[str, Any]
 
 # (name, share of all stored items that hold the word)
@@ -511,20 +513,7 @@ def render(timed: dict[tuple[str, str], Timed], loaded: Loaded, markdown: bool) 
             one = timed[(kind, name)]
             cells.append(f"{one.found}, {one.statements}")
         rows.append(cells)
-    if markdown:
-        lines = ["| " + " | ".join(row) + " |" for row in rows]
-        lines.insert(1, "| " + " | ".join(["---", *["---:"] * (len(header) - 1)]) + " |")
-        return "\n".join(lines)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return render_markdown(rows) if markdown else render_text(rows)
 
 
 def run(args: argparse.Namespace, analyze: Callable[[], None], describe: Callable[[], str]) -> str:

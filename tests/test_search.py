@@ -44,16 +44,6 @@ def ids(found: list[AgentSession]) -> list[str]:
     return [session.session_id for session in found]
 
 
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("bob")
-
-
 # -- message_text ----------------------------------------------------------------------
 
 

@@ -17,13 +17,13 @@ from openai_django_sessions import DjangoSession, search
 from openai_django_sessions import _backfill as backfill
 from openai_django_sessions import _fulltext as fulltext
 from openai_django_sessions.models import AgentMessage, AgentSession
-from tests.settings import SHARDS
+from tests.settings import SHARDS, with_driver_cursor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SHARDED = override_settings(
     DATABASE_ROUTERS=["openai_django_sessions.routers.ShardRouter"],
-    OPENAI_DJANGO_SESSIONS={"SHARDS": SHARDS},
+    OPENAI_DJANGO_SESSIONS=with_driver_cursor({"SHARDS": SHARDS}),
 )
 CHANGELIST = reverse("admin:openai_django_sessions_agentsession_changelist")
 TABLE = AgentMessage._meta.db_table
@@ -116,7 +116,7 @@ def test_index_text_rebuilds_the_postgresql_index_when_the_configuration_changed
     # "simple" does not stem: "running" is not "runs".
     assert AgentSession.objects.search(alice, "running") == []
 
-    settings.OPENAI_DJANGO_SESSIONS = {"SEARCH_CONFIG": "english"}
+    settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"SEARCH_CONFIG": "english"})
     try:
         # Until the rebuild, the query is parsed with "english" ("run") and compared with
         # the vectors "simple" made ("runs"): not found.
@@ -127,7 +127,7 @@ def test_index_text_rebuilds_the_postgresql_index_when_the_configuration_changed
         assert [s.session_id for s in AgentSession.objects.search(alice, "running")] == ["s"]
         assert "rebuilt" not in run("index-text")  # in step now
     finally:
-        settings.OPENAI_DJANGO_SESSIONS = {}
+        settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({})
         run("index-text")
     assert fulltext.index_config(connection, TABLE) == "simple"
 
