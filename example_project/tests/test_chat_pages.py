@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from agents.exceptions import ModelBehaviorError
@@ -306,20 +307,28 @@ def test_a_post_too_large_to_read_gets_a_page_for_people_even_with_debug_on(
 # -- one turn at a time --------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_a_send_while_another_turn_holds_the_conversation_is_refused_and_kept() -> None:
-    """Another tab, process or the terminal holds the conversation's lease: the send
-    and the streamed send store nothing and say so, the text back in the box."""
+async def ada_told_her_name() -> tuple[Any, Any, str]:
+    """Ada signed in (an ``AsyncClient``), in a new conversation where she gave her name."""
     from asgiref.sync import sync_to_async
     from django.test import AsyncClient
-
-    from chat import agent
 
     user = await sync_to_async(get_user_model().objects.create)(username="ada")
     client = AsyncClient()
     await client.aforce_login(user)
     session_id = (await client.post(reverse("chat:new"))).url.rstrip("/").rsplit("/", 1)[1]
     await client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
+    return user, client, session_id
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_send_while_another_turn_holds_the_conversation_is_refused_and_kept() -> None:
+    """Another tab, process or the terminal holds the conversation's lease: the send
+    and the streamed send store nothing and say so, the text back in the box."""
+    from asgiref.sync import sync_to_async
+
+    from chat import agent
+
+    user, client, session_id = await ada_told_her_name()
     conversation = reverse("chat:conversation", args=[session_id])
 
     async with agent.session_for(session_id, user).exclusive(timeout=0.0):
@@ -354,15 +363,10 @@ async def test_undo_clear_and_delete_wait_while_another_turn_holds_the_conversat
     """A reply streaming in another tab holds the conversation: undoing, clearing or
     deleting it then changes nothing and says why; once the reply ends they work."""
     from asgiref.sync import sync_to_async
-    from django.test import AsyncClient
 
     from chat import agent
 
-    user = await sync_to_async(get_user_model().objects.create)(username="ada")
-    client = AsyncClient()
-    await client.aforce_login(user)
-    session_id = (await client.post(reverse("chat:new"))).url.rstrip("/").rsplit("/", 1)[1]
-    await client.post(reverse("chat:send", args=[session_id]), {"message": "My name is Ada"})
+    user, client, session_id = await ada_told_her_name()
     conversation = reverse("chat:conversation", args=[session_id])
     refusals = {
         "chat:undo": "Wait for the reply before undoing.",
