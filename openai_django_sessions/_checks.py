@@ -12,7 +12,8 @@
 ``openai_django_sessions.E008``    ``MAX_ITEM_BYTES`` is not a positive number of bytes
 ``openai_django_sessions.E009``    sessions on a database without the users keep the
                                    owner's database constraint (migration ``0007``)
-``openai_django_sessions.E010``    ``EXPIRE_AFTER`` is not a positive duration
+``openai_django_sessions.E010``    ``EXPIRE_AFTER`` is not a positive duration of at
+                                   most 100 years
 ``openai_django_sessions.E011``    ``SEARCH_CONFIG`` is not a plain SQL identifier
 ``openai_django_sessions.W001``    the sessions' SQLite database is not in WAL mode
 ``openai_django_sessions.W002``    a sessions table on MySQL/MariaDB compares ids loosely
@@ -166,17 +167,17 @@ def _item_limit_errors(limit: object) -> list[CheckMessage]:
 
 
 def _expiry_errors(expire_after: object) -> list[CheckMessage]:
-    if isinstance(expire_after, timedelta):
-        positive = expire_after > timedelta(0)
-    elif isinstance(expire_after, (int, float)):
-        positive = not isinstance(expire_after, bool) and expire_after > 0
-    else:
+    if not isinstance(expire_after, (timedelta, int, float)):
         return []  # None is "never"; another type is E003
-    if not positive:
+    from . import _retention as retention
+
+    try:
+        retention.check_expires_after(expire_after, "EXPIRE_AFTER")
+    except (TypeError, ValueError) as exc:
         return [
             Error(
                 f"{conf.SETTING_NAME}['EXPIRE_AFTER'] is {expire_after!r}, "
-                "not a positive duration.",
+                f"not a positive duration of at most 100 years: {exc}.",
                 hint="Use a timedelta (timedelta(days=30)) or a number of seconds, "
                 "or None to keep conversations until they are deleted.",
                 id=f"{ID}.E010",

@@ -133,11 +133,13 @@ def previous_shards() -> list[str]:
 
 def expire_after() -> timedelta | None:
     """``EXPIRE_AFTER`` as a ``timedelta``; ``None`` when unset or not a positive
-    duration (the system checks report bad values, ``E010``)."""
-    value = get("EXPIRE_AFTER")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = timedelta(seconds=value)
-    return value if isinstance(value, timedelta) and value > timedelta(0) else None
+    duration of at most 100 years (the system checks report bad values, ``E010``)."""
+    from . import _retention as retention
+
+    try:
+        return retention.check_expires_after(get("EXPIRE_AFTER"), "EXPIRE_AFTER")
+    except (TypeError, ValueError):
+        return None
 
 
 def search_config() -> str:

@@ -59,7 +59,7 @@ INNODB_STOPWORDS = frozenset(
 
 
 def words(query: object) -> list[str]:
-    """The words of ``query``, in order, without repeats (case folded).
+    """The words of ``query``, in order, without repeats (lowercased).
 
     ``TypeError`` unless ``query`` is a str; ``ValueError`` if it is longer
     than ``MAX_QUERY_LENGTH`` characters.
@@ -70,7 +70,9 @@ def words(query: object) -> list[str]:
         raise ValueError(
             f"query is {len(query)} characters long; at most {MAX_QUERY_LENGTH} are searched"
         )
-    return list(dict.fromkeys(word.casefold() for word in _WORD.findall(query)))
+    # lower(), not casefold(): the indexes lowercase ("ß" stays "ß"); casefold()
+    # would search "strasse" for "Straße" and never find it.
+    return list(dict.fromkeys(word.lower() for word in _WORD.findall(query)))
 
 
 def check_limit(limit: object) -> int:

@@ -27,12 +27,27 @@ from django.utils import timezone
 from . import _conf as conf
 from . import _leases as leases
 
+# The longest retention: 100 years, "keep it". The last activity plus it must stay
+# a date every database (and Python) can compute: past year 9999 SQLite's date
+# arithmetic fails, and one such row would fail every search and purge.
+MAX_EXPIRES_AFTER = datetime.timedelta(days=36525)
 
-def check_expires_after(value: object) -> datetime.timedelta | None:
-    """``value`` (a positive ``timedelta`` or number of seconds, or ``None``) as a
-    ``timedelta``; ``TypeError``/``ValueError`` otherwise."""
-    seconds = leases.check_seconds(value, "expires_after", allow_none=True, allow_zero=False)
-    return None if seconds is None else datetime.timedelta(seconds=seconds)
+
+def check_expires_after(value: object, what: str = "expires_after") -> datetime.timedelta | None:
+    """``value`` (a ``timedelta`` or number of seconds from one microsecond to
+    ``MAX_EXPIRES_AFTER``, or ``None``) as a ``timedelta``; ``TypeError`` for
+    another type, ``ValueError`` for a value out of that range."""
+    seconds = leases.check_seconds(value, what, allow_none=True, allow_zero=False)
+    if seconds is None:
+        return None
+    if seconds > MAX_EXPIRES_AFTER.total_seconds():
+        raise ValueError(
+            f"{what} must be at most {MAX_EXPIRES_AFTER.days} days (100 years), not {value!r}"
+        )
+    duration = datetime.timedelta(seconds=seconds)
+    if duration <= datetime.timedelta(0):  # below a microsecond, which durations count in
+        raise ValueError(f"{what} must be at least one microsecond, not {value!r}")
+    return duration
 
 
 Rows = TypeVar("Rows", bound=QuerySet[Any])

@@ -344,7 +344,9 @@ class DjangoSession(SessionABC):
         store = self._storage(write=True)
 
         def update() -> details.SessionDetails:
-            self._purge_if_expired(store)
+            # A new retention must not revive an expired conversation, even for
+            # an instance that checks no expiry on its reads.
+            self._purge_if_expired(store, always="expires_after" in changes)
             row = store.session_details(session_id=self.session_id, owner=self.owner_id, lock=True)
             if row is None:
                 # A first add_items may create the row after this read: the upsert
@@ -390,9 +392,12 @@ class DjangoSession(SessionABC):
             rows = rows.select_for_update()
         return retention.expired(rows).exists()
 
-    def _purge_if_expired(self, store: storage.Storage) -> None:
-        """In a write: delete the expired history first, as ``clear_session`` does."""
-        if self._expiry_applies() and self._expired(store, lock=True):
+    def _purge_if_expired(self, store: storage.Storage, *, always: bool = False) -> None:
+        """In a write: delete the expired history first, as ``clear_session`` does.
+
+        Checked when expiry applies to this instance, or ``always`` (by the
+        row's own retention then, whatever this instance was given)."""
+        if (always or self._expiry_applies()) and self._expired(store, lock=True):
             store.delete_session(session_id=self.session_id)
             self._on_commit(store.alias, signals.session_cleared)
             self._stored.clear()

@@ -346,7 +346,7 @@ def test_staff_change_a_conversations_retention_without_touching_its_activity(
     assert after.updated_at == before.updated_at
 
 
-@pytest.mark.parametrize("value", ["0", "-1 00:00:00"])
+@pytest.mark.parametrize("value", ["0", "-1 00:00:00", "36526 00:00:00", "999999999 00:00:00"])
 def test_a_retention_the_library_refuses_is_refused_by_the_form(
     admin_client: Client, value: str
 ) -> None:

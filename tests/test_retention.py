@@ -20,6 +20,7 @@ from django.test import override_settings
 
 from openai_django_sessions import DjangoSession, maintenance, signals, tasks
 from openai_django_sessions import _checks as checks
+from openai_django_sessions._retention import MAX_EXPIRES_AFTER
 from openai_django_sessions.models import AgentMessage, AgentSession, AgentUsage
 from openai_django_sessions.routers import shard_for
 from openai_django_sessions.tasks import purge_expired
@@ -202,6 +203,32 @@ async def test_a_bad_retention_change_is_refused_before_anything_is_written(valu
     assert (stored.title, stored.expires_after) == ("hello", DAY)
 
 
+async def test_the_longest_retention_keeps_search_and_purging_working(clock, alice):
+    # The last activity plus it must stay a date every database computes: one row
+    # past year 9999 used to fail every search and purge on SQLite.
+    session = DjangoSession("chat", owner=alice)
+    await session.add_items(HELLO)
+    await session.aupdate_details(expires_after=MAX_EXPIRES_AFTER)
+    clock.advance(365 * DAY)
+
+    assert await session.get_items() == HELLO
+    found = await sync_to_async(AgentSession.objects.search)(alice, "hello")
+    assert [s.session_id for s in found] == ["chat"]
+    assert (await sync_to_async(maintenance.prune)("default", expired=True)).sessions == 0
+
+
+async def test_a_new_retention_never_revives_an_expired_conversation_read_without_one(clock):
+    # The instance knows no expiry (no setting, none given): the row's own decides.
+    await DjangoSession("chat", expires_after=7 * DAY).add_items(HELLO)
+    clock.advance(10 * DAY)
+    plain = DjangoSession("chat")
+
+    stored = await plain.aupdate_details(expires_after=90 * DAY)
+    assert stored.expires_after == 90 * DAY
+    assert await plain.get_items() == []
+    assert await AgentMessage.objects.acount() == 0
+
+
 async def test_a_fork_keeps_its_sources_retention(clock):
     await DjangoSession("chat", expires_after=7 * DAY).add_items(HELLO)
 
@@ -309,6 +336,12 @@ def test_purging_covers_every_shard(clock):
         (datetime.timedelta(seconds=-1), ValueError, "expires_after must be positive"),
         ("30d", TypeError, "expires_after must be a number of seconds, a timedelta or None"),
         (True, TypeError, "expires_after must be"),
+        (36526 * DAY, ValueError, "expires_after must be at most 36525 days"),
+        (float("inf"), ValueError, "expires_after must be at most 36525 days"),
+        (10**20, ValueError, "expires_after must be at most 36525 days"),
+        (datetime.timedelta.max, ValueError, "expires_after must be at most 36525 days"),
+        (float("nan"), ValueError, "expires_after must be positive"),
+        (1e-9, ValueError, "expires_after must be at least one microsecond"),
     ],
 )
 def test_a_bad_expires_after_is_refused_at_construction(value, error, message):
@@ -321,7 +354,9 @@ def test_expires_after_on_custom_tables_is_refused_naming_the_missing_column():
         DjangoSession("chat", sessions_table="mine", messages_table="mine_items", expires_after=60)
 
 
-@pytest.mark.parametrize("value", [0, -5, datetime.timedelta(0), False])
+@pytest.mark.parametrize(
+    "value", [0, -5, datetime.timedelta(0), False, 36526 * DAY, float("inf"), 1e-9]
+)
 def test_a_setting_that_is_not_a_positive_duration_is_E010(settings, value):
     settings.OPENAI_DJANGO_SESSIONS = with_driver_cursor({"EXPIRE_AFTER": value})
 

@@ -359,6 +359,13 @@ def test_accents_are_ignored_where_the_tokenizer_or_collation_folds_them(alice: 
     assert "café" in AgentSession.objects.search(alice, "cafe")[0].search_snippet
 
 
+def test_words_whose_case_folding_changes_them_are_found_as_written(alice: Any) -> None:
+    # casefold() makes "Straße" "strasse", which no index holds: the indexes lowercase.
+    DjangoSession("s", owner=alice)._add_items([user_says("Treffen in der Straße, Fußball")])
+    assert ids(AgentSession.objects.search(alice, "Straße")) == ["s"]
+    assert ids(AgentSession.objects.search(alice, "FUßBALL straße")) == ["s"]
+
+
 def test_a_write_adds_no_statement_for_the_text(alice: Any) -> None:
     session = DjangoSession("s", owner=alice)
     session._add_items([user_says("warm up")])
