@@ -12,11 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .items import check_json_object, check_text
+from .search import content_text
 
 __all__ = ["SessionDetails"]
 
 TITLE_MAX_LENGTH = 255  # AgentSession.title's max_length
 AUTO_TITLE_LENGTH = 80  # a readable line in a conversation list
+_TITLE_PARTS = frozenset({"input_text", "text"})
 
 
 @dataclass(frozen=True)
@@ -70,17 +72,7 @@ def auto_title(items: list[Any]) -> str:
 
 
 def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # input_text parts, among images and files
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict)
-            and part.get("type") in ("input_text", "text")
-            and isinstance(part.get("text"), str)
-        )
-    return ""
+    return content_text(content, _TITLE_PARTS, " ")  # input_text parts, among images and files
 
 
 def _shorten(line: str) -> str:

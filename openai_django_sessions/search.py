@@ -38,6 +38,23 @@ _ROLES = frozenset({"user", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
 
 
+def content_text(content: object, kinds: frozenset[str], separator: str) -> str:
+    """The text of a message's ``content``: the string itself, or the ``text`` of
+    its parts whose ``type`` is one of ``kinds`` joined by ``separator``; ``""``
+    for anything else. What searching and automatic titles read of a message."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return separator.join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict)
+            and part.get("type") in kinds
+            and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
 def message_text(item: Any) -> str:
     """The searchable plain text of one stored item.
 
@@ -52,19 +69,7 @@ def message_text(item: Any) -> str:
         return ""
     if item.get("type", "message") != "message":
         return ""
-    content = item.get("content")
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):
-        text = "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict)
-            and part.get("type") in _TEXT_PARTS
-            and isinstance(part.get("text"), str)
-        )
-    else:
-        return ""
+    text = content_text(item.get("content"), _TEXT_PARTS, "\n")
     if "\x00" in text:  # PostgreSQL's text cannot hold it; no word contains it
         text = text.replace("\x00", " ")
     return text[:MAX_TEXT_LENGTH]
